@@ -1,0 +1,161 @@
+"""The only module on the connector side that talks to RabbitMQ (pika).
+
+One BlockingConnection, one channel with publisher confirms. pika is not thread-safe: use a
+session from the thread that created it only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pika
+import pika.exceptions
+
+from connectors.sdk.errors import ConnectorError, ProtocolError
+
+log = logging.getLogger("connectors.amqp")
+
+FIRST_BACKOFF_SECONDS = 0.05
+MAX_BACKOFF_SECONDS = 1.0
+# Events are small and the orchestrator drains them: a full events queue is retried a while,
+# then a non-essential event (progress) is given up rather than stalling the sync.
+NONESSENTIAL_EVENT_ATTEMPTS = 3
+PERSISTENT = pika.DeliveryMode.Persistent
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message from the data queue."""
+
+    tag: int
+    type: str
+    seq: int
+    run_id: str | None
+    redelivered: bool
+    body: bytes
+
+
+class BrokerSession:
+    """Publishes with confirms (resending on nack: backpressure) and consumes with manual acks."""
+
+    def __init__(self, url: str, run_id: str, role: str, events_queue: str) -> None:
+        self.run_id = run_id
+        self.role = role
+        self.events_queue = events_queue
+        try:
+            params = pika.URLParameters(url)
+            self.connection = pika.BlockingConnection(params)
+        except pika.exceptions.AMQPError as exc:
+            host = f"{params.host}:{params.port}" if "params" in locals() else "the broker"
+            raise ConnectorError(f"cannot connect to RabbitMQ at {host}: {exc!r}") from None
+        self.channel = self.connection.channel()
+        self.channel.confirm_delivery()
+        self.nacks = 0  # how often backpressure held us back, for the logs
+
+    # --- publishing -------------------------------------------------------------------
+    def _publish_once(self, queue: str, body: bytes, properties: pika.BasicProperties) -> None:
+        try:
+            self.channel.basic_publish(
+                exchange="", routing_key=queue, body=body, properties=properties, mandatory=True
+            )
+        except pika.exceptions.UnroutableError:
+            raise ProtocolError(
+                f"queue {queue!r} does not exist (etlctl declares it before the sync starts)"
+            ) from None
+
+    def publish(
+        self, queue: str, body: bytes, properties: pika.BasicProperties, attempts: int = 0
+    ) -> bool:
+        """Publish until the broker confirms; on a nack (queue full) wait 50 ms doubling to 1 s
+        and resend the same message. ``attempts`` > 0 bounds the tries; returns False then."""
+        delay = FIRST_BACKOFF_SECONDS
+        tries = 0
+        while True:
+            try:
+                self._publish_once(queue, body, properties)
+                return True
+            except pika.exceptions.NackError:
+                self.nacks += 1
+                tries += 1
+                if attempts and tries >= attempts:
+                    return False
+                # sleep() keeps serving heartbeats while we wait for the loader to catch up
+                self.connection.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+    def publish_data(self, queue: str, message_type: str, seq: int, body: bytes) -> None:
+        properties = pika.BasicProperties(
+            type=message_type,
+            content_type="application/json",
+            delivery_mode=PERSISTENT,
+            headers={"run_id": self.run_id, "seq": seq},
+        )
+        self.publish(queue, body, properties)
+
+    def publish_event(self, event_type: str, essential: bool = True, **fields: Any) -> None:
+        event = {"type": event_type, "role": self.role, "run_id": self.run_id, **fields}
+        properties = pika.BasicProperties(
+            type=event_type, content_type="application/json", delivery_mode=PERSISTENT,
+            headers={"run_id": self.run_id},
+        )
+        body = orjson.dumps(event, default=str)
+        sent = self.publish(
+            self.events_queue, body, properties,
+            attempts=0 if essential else NONESSENTIAL_EVENT_ATTEMPTS,
+        )
+        if not sent:
+            log.warning("events queue full: dropped a %s event", event_type)
+
+    # --- consuming ----------------------------------------------------------------------
+    def consume(self, queue: str, prefetch: int, idle_seconds: float) -> Iterator[Delivery | None]:
+        """Yield deliveries (manual acks); None after ``idle_seconds`` without a message, so
+        the caller can report progress. Iterating keeps heartbeats served."""
+        self.channel.basic_qos(prefetch_count=prefetch)
+        for method, properties, body in self.channel.consume(
+            queue, auto_ack=False, inactivity_timeout=idle_seconds
+        ):
+            if method is None:
+                yield None
+                continue
+            headers = properties.headers or {}
+            yield Delivery(
+                tag=method.delivery_tag,
+                type=properties.type or "",
+                seq=int(headers.get("seq", 0)),
+                run_id=headers.get("run_id"),
+                redelivered=bool(method.redelivered),
+                body=body,
+            )
+
+    def ack(self, tag: int, multiple: bool = True) -> None:
+        self.channel.basic_ack(delivery_tag=tag, multiple=multiple)
+
+    def keep_alive(self) -> None:
+        """Serve heartbeats during long work (call it between slow steps)."""
+        self.connection.process_data_events(time_limit=0)
+
+    def close(self) -> None:
+        """Close quietly: unacked messages go back to the queue, which is what we want."""
+        try:
+            if self.channel.is_open:
+                self.channel.cancel()
+        except Exception:  # noqa: BLE001 - closing after a failure must not hide the failure
+            pass
+        try:
+            if self.connection.is_open:
+                self.connection.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def wait_a_little(session: BrokerSession | None, seconds: float) -> None:
+    """Sleep while serving heartbeats when connected."""
+    if session is None:
+        time.sleep(seconds)
+    else:
+        session.connection.sleep(seconds)

@@ -1,0 +1,192 @@
+"""The protocol's data: the run file and the messages, as plain typed values.
+
+Mirrors docs/connector-protocol.md; this module knows nothing about AMQP or any target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors.sdk.errors import ConfigError
+
+PROTOCOL_VERSION = 1
+RUN_FILE_ENV = "ETLCTL_RUN_FILE"
+
+# AMQP `type` property of data-queue messages
+SCHEMA = "SCHEMA"
+RECORDS = "RECORDS"
+CHECKPOINT = "CHECKPOINT"
+END = "END"
+
+COLUMN_TYPES = frozenset(
+    {"integer", "number", "boolean", "string", "date", "timestamp", "json"}
+)
+MODES = frozenset({"full_refresh", "incremental", "dedup"})
+ON_ERROR = frozenset({"fail", "skip"})
+# A record alone in a batch larger than this is refused (RabbitMQ 4.x refuses 16 MiB+ frames
+# by default; 3.x 128 MiB): the protocol's hard limit.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str = "string"
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "type": self.type}
+
+
+@dataclass
+class Schema:
+    stream: str
+    columns: list[Column]
+    key_properties: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "columns": [column.to_json() for column in self.columns],
+            "key_properties": list(self.key_properties),
+        }
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Schema:
+        columns = [Column(c["name"], c.get("type", "string")) for c in body["columns"]]
+        return cls(body.get("stream", ""), columns, list(body.get("key_properties") or []))
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    mode: str = "full_refresh"
+    cursor_field: str | None = None
+    primary_key: tuple[str, ...] = ()
+    on_error: str = "fail"
+    transform: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    max_records: int = 2000
+    max_bytes: int = 1024 * 1024
+    commit_every: int = 16
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    url: str
+    data_queue: str
+    events_queue: str
+
+    def __repr__(self) -> str:  # the URL holds the broker password: never print it
+        return f"BrokerSettings(data_queue={self.data_queue!r}, events_queue={self.events_queue!r})"
+
+
+@dataclass(frozen=True)
+class RunFile:
+    role: str
+    connector_type: str
+    config: dict[str, Any]
+    state: dict[str, Any] | None
+    sync: SyncSettings
+    run_id: str
+    connection: str
+    broker: BrokerSettings | None
+    batch: BatchLimits
+    rejects_path: str | None = None
+
+    def __repr__(self) -> str:  # config holds secrets: never print it
+        return f"RunFile(role={self.role!r}, type={self.connector_type!r}, run={self.run_id!r})"
+
+
+def _require(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    value = data.get(key)
+    if not isinstance(value, kind):
+        raise ConfigError(f"run file: {where}{key} must be a {kind.__name__}")
+    return value
+
+
+def _sync_settings(raw: dict[str, Any]) -> SyncSettings:
+    mode = raw.get("mode") or "full_refresh"
+    on_error = raw.get("on_error") or "fail"
+    if mode not in MODES:
+        raise ConfigError(f"run file: sync.mode {mode!r} is not one of {sorted(MODES)}")
+    if on_error not in ON_ERROR:
+        raise ConfigError(f"run file: sync.on_error {on_error!r} is not fail or skip")
+    key = raw.get("primary_key") or ()
+    if isinstance(key, str):
+        key = (key,)
+    return SyncSettings(
+        mode=mode,
+        cursor_field=raw.get("cursor_field") or None,
+        primary_key=tuple(key),
+        on_error=on_error,
+        transform=raw.get("transform"),
+    )
+
+
+def _batch_limits(raw: dict[str, Any]) -> BatchLimits:
+    limits = BatchLimits(
+        max_records=int(raw.get("max_records") or BatchLimits.max_records),
+        max_bytes=int(raw.get("max_bytes") or BatchLimits.max_bytes),
+        commit_every=int(raw.get("commit_every") or BatchLimits.commit_every),
+    )
+    if min(limits.max_records, limits.max_bytes, limits.commit_every) < 1:
+        raise ConfigError("run file: batch limits must be positive")
+    return limits
+
+
+def parse_run_file(data: Any) -> RunFile:
+    if not isinstance(data, dict):
+        raise ConfigError("run file: the document must be a JSON object")
+    protocol = data.get("protocol", PROTOCOL_VERSION)
+    if protocol != PROTOCOL_VERSION:
+        raise ConfigError(f"run file: protocol {protocol!r} is not supported (only 1)")
+    run = data.get("run") or {}
+    broker_raw = data.get("broker")
+    broker = None
+    if broker_raw is not None:
+        broker = BrokerSettings(
+            url=_require(broker_raw, "url", str, "broker."),
+            data_queue=_require(broker_raw, "data_queue", str, "broker."),
+            events_queue=_require(broker_raw, "events_queue", str, "broker."),
+        )
+    state = data.get("state")
+    if state is not None and not isinstance(state, dict):
+        raise ConfigError("run file: state must be an object or null")
+    return RunFile(
+        role=data.get("role", ""),
+        connector_type=data.get("connector_type", ""),
+        config=_require(data, "config", dict, ""),
+        state=state,
+        sync=_sync_settings(data.get("sync") or {}),
+        run_id=str(run.get("id") or "run"),
+        connection=str(run.get("connection") or ""),
+        broker=broker,
+        batch=_batch_limits(data.get("batch") or {}),
+        rejects_path=data.get("rejects_path"),
+    )
+
+
+def read_run_file(path: str | os.PathLike[str] | None = None) -> RunFile:
+    """Read the run file named by ``$ETLCTL_RUN_FILE`` (or ``path``)."""
+    where = path or os.environ.get(RUN_FILE_ENV)
+    if not where:
+        raise ConfigError(f"no run file: set {RUN_FILE_ENV} to its path")
+    try:
+        text = Path(where).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the run file {where}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"run file {where}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    return parse_run_file(data)

@@ -1,0 +1,3 @@
+from etlctl.cli.main import main
+
+main()

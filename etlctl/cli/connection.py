@@ -1,0 +1,184 @@
+"""`etlctl connection ...`: wire a source to a loader with a sync mode and a schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from etlctl import registry
+from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, when
+from etlctl.models import Connection, OnError, SyncMode
+from etlctl.store import StoreView
+
+app = typer.Typer(
+    help="Wire sources to loaders: sync mode, cursor, primary key, schedule.",
+    no_args_is_help=True,
+)
+
+
+def _split_key(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [column.strip() for column in value.split(",") if column.strip()]
+
+
+def connection_view(view: StoreView, connection: Connection) -> dict[str, Any]:
+    """A connection with what users ask next: its saved state and its last run."""
+    doc = connection.to_doc()
+    state = view.get_state(connection.name)
+    doc["state"] = state.to_doc() if state else None
+    runs = view.list_runs(connection.name)
+    doc["last_run"] = (
+        {key: runs[0].to_doc()[key] for key in ("id", "status", "started_at", "ended_at")}
+        if runs
+        else None
+    )
+    return doc
+
+
+@app.command(
+    "add",
+    help=(
+        "Create a connection from a source to a loader.\n\n"
+        "Examples:\n\n"
+        "  etlctl connection add users-to-wh --source users --loader warehouse\n\n"
+        "  etlctl connection add orders-inc --source orders --loader warehouse "
+        "--mode incremental --cursor-field updated_at --primary-key id\n\n"
+        '  etlctl connection add nightly --source users --loader warehouse --schedule "0 2 * * *"'
+    ),
+)
+def add(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Name of the connection (becomes queue and crontab tag)."),
+    source: str = typer.Option(..., "--source", "-s", help="The source to read."),
+    loader: str = typer.Option(..., "--loader", "-l", help="The loader to write to."),
+    mode: SyncMode = typer.Option(SyncMode.FULL_REFRESH, "--mode", "-m", help="Sync mode."),
+    cursor_field: str | None = typer.Option(None, "--cursor-field", help="Field whose growth marks new records (incremental)."),
+    primary_key: str | None = typer.Option(None, "--primary-key", help="Key column(s), comma-separated (dedup)."),
+    schedule: str = typer.Option("manual", "--schedule", help='"manual" or a cron expression like "*/15 * * * *".'),
+    on_error: OnError = typer.Option(OnError.FAIL, "--on-error", help="What a bad record does: fail the run or skip it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the created connection as JSON."),
+) -> None:
+    state = app_state(ctx)
+    connection = registry.new_connection(
+        name, source, loader, mode, cursor_field, _split_key(primary_key), schedule, on_error
+    )
+    registry.add_connection(state.store, connection)
+    if as_json:
+        print_json(connection.to_doc())
+    else:
+        say(f'connection "{connection.name}" created ({source} -> {loader}, {mode.value}, id {connection.id})')
+
+
+@app.command(
+    "list",
+    help="List the connections.\n\nExamples:\n\n  etlctl connection list\n\n  etlctl connection list --json",
+)
+def list_(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    view = app_state(ctx).store.read()
+    connections = view.connections()
+    if as_json:
+        print_json([connection_view(view, conn) for conn in connections])
+        return
+    rows = []
+    for conn in connections:
+        last = connection_view(view, conn)["last_run"]
+        rows.append((
+            conn.name, conn.source, conn.loader, conn.mode.value, conn.schedule,
+            f"{last['status']} {when(view.get_run(last['id']).started_at)}" if last else "never",
+        ))
+    print_table(None, ["NAME", "SOURCE", "LOADER", "MODE", "SCHEDULE", "LAST RUN"], rows)
+    if not connections:
+        say("no connections yet; add one with: etlctl connection add NAME --source S --loader L")
+
+
+@app.command(
+    "show",
+    help="Show a connection, its saved state and its last run.\n\nExamples:\n\n  etlctl connection show users-to-wh\n\n  etlctl connection show users-to-wh --json | jq .state",
+)
+def show(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Name of the connection."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    view = app_state(ctx).store.read()
+    connection = view.get("connection", name)
+    doc = connection_view(view, connection)
+    if as_json:
+        print_json(doc)
+        return
+    state = doc["state"]
+    last = doc["last_run"]
+    print_fields(
+        f"connection {connection.name}",
+        [
+            ("id", connection.id), ("source", connection.source), ("loader", connection.loader),
+            ("mode", connection.mode.value), ("cursor field", connection.cursor_field),
+            ("primary key", ", ".join(connection.primary_key)), ("schedule", connection.schedule),
+            ("on error", connection.on_error.value), ("transform", connection.transform),
+            ("state", state["state"] if state else "none (the next sync starts from scratch)"),
+            ("last run", f"{last['id']} {last['status']}" if last else "never"),
+            ("managed by", connection.managed_by or "cli"),
+            ("created", connection.created_at), ("updated", connection.updated_at),
+        ],
+    )
+
+
+@app.command(
+    "update",
+    help=(
+        "Change a connection's mode, cursor, key, schedule, source or loader.\n\n"
+        "Examples:\n\n"
+        "  etlctl connection update users-to-wh --mode dedup --primary-key id\n\n"
+        '  etlctl connection update users-to-wh --schedule "@hourly"'
+    ),
+)
+def update(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Name of the connection."),
+    source: str | None = typer.Option(None, "--source", "-s", help="Read another source."),
+    loader: str | None = typer.Option(None, "--loader", "-l", help="Write to another loader."),
+    mode: SyncMode | None = typer.Option(None, "--mode", "-m", help="Sync mode."),
+    cursor_field: str | None = typer.Option(None, "--cursor-field", help="Cursor field."),
+    primary_key: str | None = typer.Option(None, "--primary-key", help="Key column(s), comma-separated."),
+    schedule: str | None = typer.Option(None, "--schedule", help='"manual" or a cron expression.'),
+    on_error: OnError | None = typer.Option(None, "--on-error", help="fail or skip."),
+    as_json: bool = typer.Option(False, "--json", help="Print the updated connection as JSON."),
+) -> None:
+    state = app_state(ctx)
+    before = state.store.read().get("connection", name)
+    changes = {
+        "source": source, "loader": loader, "mode": mode, "cursor_field": cursor_field,
+        "primary_key": _split_key(primary_key), "schedule": schedule, "on_error": on_error,
+    }
+    connection = registry.update_connection(state.store, name, changes)
+    if as_json:
+        print_json(connection.to_doc())
+    else:
+        changed = connection.updated_at != before.updated_at
+        say(f'connection "{name}" {"updated" if changed else "unchanged"}')
+
+
+@app.command(
+    "remove",
+    help="Remove a connection and its saved state (its run history stays).\n\nExamples:\n\n  etlctl connection remove users-to-wh",
+)
+def remove(ctx: typer.Context, name: str = typer.Argument(..., help="Name of the connection.")) -> None:
+    registry.remove_connection(app_state(ctx).store, name)
+    say(f'connection "{name}" removed')
+
+
+@app.command(
+    "reset",
+    help="Forget a connection's saved state: the next sync starts from scratch.\n\nExamples:\n\n  etlctl connection reset users-to-wh",
+)
+def reset(ctx: typer.Context, name: str = typer.Argument(..., help="Name of the connection.")) -> None:
+    previous = registry.reset_connection(app_state(ctx).store, name)
+    if previous and previous.state:
+        say(f'connection "{name}" reset (was: {previous.state})')
+    else:
+        say(f'connection "{name}" had no saved state')

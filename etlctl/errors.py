@@ -1,0 +1,82 @@
+"""One exception hierarchy for everything etlctl reports to a user.
+
+Each error carries the exit code the CLI returns and a hint (what to do next). The CLI maps
+them to one line on stderr in exactly one place (``etlctl.cli.main``); nothing else prints
+errors or calls ``sys.exit``.
+
+Exit codes (stable, documented in docs/cli.md):
+
+====  =====================================================
+0     success
+1     a sync ran and failed (or an unexpected internal error)
+2     usage or validation error: bad input, nothing was changed
+3     not found
+4     conflict: exists already, in use, locked, concurrent run
+5     the store file is unreadable, corrupt or not etlctl's
+6     a service is unavailable: Docker engine, RabbitMQ, crontab
+7     the sync timed out
+130   cancelled (Ctrl-C, SIGTERM)
+====  =====================================================
+"""
+
+from __future__ import annotations
+
+
+class EtlctlError(Exception):
+    """Base of every error etlctl reports to a user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class ValidationError(EtlctlError):
+    """Input is invalid: a name, a config field, a manifest, a cron expression."""
+
+    exit_code = 2
+
+
+class NotFoundError(EtlctlError):
+    exit_code = 3
+
+
+class ConflictError(EtlctlError):
+    """The object exists already, is in use, or another process holds its lock."""
+
+    exit_code = 4
+
+
+class StoreError(EtlctlError):
+    """The store file cannot be trusted: unreadable, truncated, empty or foreign."""
+
+    exit_code = 5
+
+
+class ServiceUnavailableError(EtlctlError):
+    """A service etlctl needs is not reachable: Docker engine, RabbitMQ, crontab."""
+
+    exit_code = 6
+
+
+class ImageMissingError(ServiceUnavailableError):
+    """A connector image is not present on the Docker engine."""
+
+
+class SyncFailedError(EtlctlError):
+    """A sync ran and failed; the run record holds the details."""
+
+    exit_code = 1
+
+
+class SyncTimeoutError(SyncFailedError):
+    exit_code = 7
+
+
+class CancelledError(EtlctlError):
+    exit_code = 130

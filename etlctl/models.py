@@ -1,0 +1,192 @@
+"""The objects etlctl keeps: sources, loaders, connections, runs and sync state.
+
+These are validated pydantic models; the store turns them into plain JSON documents and
+back, so nothing outside ``etlctl.store`` sees TinyDB's types.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from etlctl.errors import ValidationError
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def validate_name(name: str, what: str = "name") -> str:
+    """Names become queue names, container labels and crontab tags: keep them boring."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        shown = name if isinstance(name, str) and len(name) <= 80 else f"{str(name)[:80]}..."
+        raise ValidationError(
+            f"invalid {what} {shown!r}: use 1-63 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit",
+            hint="for example: users-to-sqlite",
+        )
+    return name
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """A stable, unique, sortable-enough id: the prefix says what kind of object it is."""
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def new_run_id() -> str:
+    # Time first so that run ids sort by start time in listings and log directories.
+    return f"run_{utcnow().strftime('%Y%m%dT%H%M%SZ')}_{secrets.token_hex(3)}"
+
+
+class SyncMode(StrEnum):
+    FULL_REFRESH = "full_refresh"
+    INCREMENTAL = "incremental"
+    DEDUP = "dedup"
+
+
+class OnError(StrEnum):
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # a scheduled firing that did not start (previous run still running)
+
+    @property
+    def finished(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def to_doc(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class ConnectorObject(_Model):
+    """What sources and loaders share: a named, configured connector type."""
+
+    kind: Literal["source", "loader"]
+    id: str
+    name: str
+    type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    image: str | None = None  # a custom image that follows docs/connector-protocol.md
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    managed_by: str | None = None  # "manifest" when `etlctl apply` created it (for --prune)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return validate_name(value)
+
+    @property
+    def role(self) -> str:
+        """The connector role that plays this object: sources are read by extractors."""
+        return "extractor" if self.kind == "source" else "loader"
+
+
+class Source(ConnectorObject):
+    kind: Literal["source"] = "source"
+
+
+class Loader(ConnectorObject):
+    kind: Literal["loader"] = "loader"
+
+
+class Connection(_Model):
+    kind: Literal["connection"] = "connection"
+    id: str
+    name: str
+    source: str
+    loader: str
+    mode: SyncMode = SyncMode.FULL_REFRESH
+    cursor_field: str | None = None
+    primary_key: list[str] = Field(default_factory=list)
+    schedule: str = "manual"
+    on_error: OnError = OnError.FAIL
+    transform: dict[str, Any] | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    managed_by: str | None = None
+
+    @field_validator("name", "source", "loader")
+    @classmethod
+    def _valid_names(cls, value: str) -> str:
+        return validate_name(value)
+
+    @field_validator("primary_key")
+    @classmethod
+    def _valid_key(cls, value: list[str]) -> list[str]:
+        cleaned = [column.strip() for column in value if column.strip()]
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError("primary key columns must be distinct")
+        return cleaned
+
+    @model_validator(mode="after")
+    def _mode_needs_fields(self) -> Connection:
+        if self.mode is SyncMode.INCREMENTAL and not self.cursor_field:
+            raise ValueError("mode incremental needs --cursor-field")
+        if self.mode is SyncMode.DEDUP and not self.primary_key:
+            raise ValueError("mode dedup needs --primary-key")
+        return self
+
+    @property
+    def scheduled(self) -> bool:
+        return self.schedule != "manual"
+
+
+class SyncState(_Model):
+    """What the loader has committed for a connection: the next sync starts from here."""
+
+    connection: str
+    state: dict[str, Any] | None = None
+    run_id: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(_Model):
+    id: str = Field(default_factory=new_run_id)
+    connection: str
+    status: RunStatus = RunStatus.RUNNING
+    trigger: Literal["manual", "schedule", "api"] = "manual"
+    runtime: str = "docker"
+    started_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
+    records_extracted: int = 0
+    records_loaded: int = 0
+    records_skipped: int = 0
+    bytes: int = 0
+    state_before: dict[str, Any] | None = None
+    state_after: dict[str, Any] | None = None
+    error: str | None = None
+    log_path: str | None = None
+    rejects_path: str | None = None
+    pid: int | None = None
+    host: str | None = None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+    @property
+    def rows_per_second(self) -> float | None:
+        duration = self.duration_seconds
+        if not duration:
+            return None
+        return self.records_loaded / duration

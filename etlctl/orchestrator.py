@@ -1,0 +1,532 @@
+"""run_sync(): the whole life of one sync.
+
+    validate -> lock the connection -> remove leftovers of a killed run -> record the run
+    -> declare queues -> start loader, then extractor -> follow events, save committed
+    checkpoints -> collect exit codes and logs -> remove containers and queues -> record
+    the outcome
+
+Cleanup runs whatever happens: success, failure, timeout, Ctrl-C or SIGTERM. A SIGKILLed
+etlctl cannot clean up; the next sync of the connection (or `etlctl gc`) does it, and marks
+the orphaned run as failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import filelock
+import orjson
+
+from connectors.registry import ConnectorInfo
+from etlctl import catalog
+from etlctl.broker import Broker, ConnectionQueues, redact_url, resolve_amqp_url
+from etlctl.errors import (
+    CancelledError,
+    ConflictError,
+    EtlctlError,
+    SyncFailedError,
+    SyncTimeoutError,
+    ValidationError,
+)
+from etlctl.models import Connection, ConnectorObject, Run, RunStatus, SyncState, utcnow
+from etlctl.paths import ensure_private_dir, locks_dir, logs_dir
+from etlctl.runtime import ConnectorLaunch, Mount, Runtime, get_runtime
+from etlctl.store import Store
+
+PROTOCOL_VERSION = 1
+DEFAULT_TIMEOUT_SECONDS = 6 * 3600
+EVENT_WAIT_SECONDS = 0.1
+CONTAINER_POLL_SECONDS = 0.25
+# After one connector ends, how long the other may take to notice and finish on its own.
+PEER_GRACE_SECONDS = 30.0
+MANAGED_LABEL = "io.etlctl.managed"
+CONNECTION_LABEL = "io.etlctl.connection"
+RUN_LABEL = "io.etlctl.run"
+
+
+@dataclass
+class SyncOptions:
+    runtime: str = "docker"
+    amqp_url: str | None = None
+    network: str = "host"
+    timeout: float = DEFAULT_TIMEOUT_SECONDS
+    trigger: str = "manual"
+    batch_records: int = 2000
+    batch_bytes: int = 1024 * 1024
+    commit_every: int = 16
+
+
+@dataclass
+class SyncProgress:
+    """What a progress display shows; updated as events arrive."""
+
+    run: Run
+    extractor_done: bool = False
+    loader_done: bool = False
+    messages: list[str] = field(default_factory=list)
+
+
+ProgressCallback = Callable[[SyncProgress], None]
+
+
+class _Terminated(BaseException):
+    """SIGTERM, turned into an exception so that cleanup runs as for Ctrl-C."""
+
+
+# --- preparing a run ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Side:
+    """One connector of the sync: the stored object, its type info and resolved config."""
+
+    obj: ConnectorObject
+    info: ConnectorInfo | None
+    config: dict[str, Any]
+
+    @property
+    def role(self) -> str:
+        return self.obj.role
+
+    @property
+    def image(self) -> str:
+        if self.obj.image:
+            return self.obj.image
+        assert self.info is not None
+        return self.info.image
+
+
+def _side(obj: ConnectorObject) -> _Side:
+    info = catalog.find_connector(obj.role, obj.type)
+    config = catalog.resolve_secret_refs(obj.config)
+    return _Side(obj=obj, info=info, config=config)
+
+
+def mounts_for(side: _Side) -> list[Mount]:
+    """Directories of the config's path fields, mounted at the same path (same config works
+    in the local and the docker runtime)."""
+    if side.info is None:
+        return []
+    mounts: dict[str, bool] = {}
+    for name, prop in side.info.spec.get("properties", {}).items():
+        access = prop.get("x-path") if isinstance(prop, dict) else None
+        value = side.config.get(name)
+        if not access or not isinstance(value, str) or not value:
+            continue
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            raise ValidationError(
+                f"{side.obj.kind} {side.obj.name!r}: config field {name!r} must be an absolute "
+                f"path, got {value!r}",
+                hint=f"etlctl {side.obj.kind} update {side.obj.name} --config {name}=/abs/path",
+            )
+        # A glob mounts the directory before its first wildcard.
+        static = Path(value.split("*")[0].split("?")[0].split("[")[0]) if glob.has_magic(value) else path
+        directory = static if (glob.has_magic(value) and value.endswith("/")) else static.parent
+        if access == "write":
+            directory.mkdir(parents=True, exist_ok=True)
+        elif not directory.is_dir():
+            raise ValidationError(
+                f"{side.obj.kind} {side.obj.name!r}: directory {directory} of config field "
+                f"{name!r} does not exist"
+            )
+        read_only = access == "read"
+        key = str(directory.resolve())
+        mounts[key] = mounts.get(key, True) and read_only
+    return [Mount(host_path=path, read_only=ro) for path, ro in sorted(mounts.items())]
+
+
+def _run_document(
+    side: _Side,
+    connection: Connection,
+    run: Run,
+    state: dict[str, Any] | None,
+    amqp_url: str,
+    queues: ConnectionQueues,
+    options: SyncOptions,
+) -> dict[str, Any]:
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "role": side.role,
+        "connector_type": side.obj.type,
+        "config": side.config,
+        "state": state if side.role == "extractor" else None,
+        "sync": {
+            "mode": connection.mode.value,
+            "cursor_field": connection.cursor_field,
+            "primary_key": connection.primary_key,
+            "on_error": connection.on_error.value,
+            "transform": connection.transform,
+        },
+        "run": {"id": run.id, "connection": connection.name, "connection_id": connection.id},
+        "broker": {"url": amqp_url, "data_queue": queues.data, "events_queue": queues.events},
+        "batch": {
+            "max_records": options.batch_records,
+            "max_bytes": options.batch_bytes,
+            "commit_every": options.commit_every,
+        },
+        "rejects_path": None,
+    }
+
+
+def _write_private_json(path: Path, document: dict[str, Any]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(orjson.dumps(document))
+
+
+# --- locking and leftovers ----------------------------------------------------------------
+@contextlib.contextmanager
+def connection_lock(store: Store, connection: str) -> Iterator[None]:
+    """One sync per connection at a time, across processes; fails at once if taken."""
+    lock = filelock.FileLock(
+        str(ensure_private_dir(locks_dir(store.path)) / f"{connection}.lock"), timeout=0
+    )
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        running = store.read().list_runs(connection, RunStatus.RUNNING)
+        detail = (
+            f" (run {running[0].id}, started {running[0].started_at:%Y-%m-%d %H:%M:%S} UTC, "
+            f"pid {running[0].pid})"
+            if running
+            else ""
+        )
+        raise ConflictError(
+            f"connection {connection!r} is already syncing{detail}",
+            hint="wait for it to finish, or see: etlctl runs list " + connection,
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def remove_leftovers(
+    store: Store, connection: str, runtime: Runtime, broker: Broker
+) -> list[str]:
+    """With the connection's lock held, anything of a previous run is an orphan."""
+    removed = runtime.remove_leftovers({MANAGED_LABEL: "true", CONNECTION_LABEL: connection})
+    removed += broker.delete_queues(ConnectionQueues.for_connection(connection).names)
+    with store.transaction() as view:
+        for run in view.list_runs(connection, RunStatus.RUNNING):
+            run.status = RunStatus.FAILED
+            run.ended_at = utcnow()
+            run.error = (
+                f"the etlctl process (pid {run.pid}) ended without finishing this run; "
+                "its containers and queues were removed later"
+            )
+            view.save_run(run)
+            removed.append(run.id)
+    return removed
+
+
+# --- the sync -----------------------------------------------------------------------------
+class _SyncSession:
+    """The mutable state of one running sync; run_sync() drives it."""
+
+    def __init__(
+        self, store: Store, connection: Connection, run: Run, runtime: Runtime,
+        broker: Broker, queues: ConnectionQueues, options: SyncOptions,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.store = store
+        self.connection = connection
+        self.run = run
+        self.runtime = runtime
+        self.broker = broker
+        self.queues = queues
+        self.options = options
+        self.on_progress = on_progress
+        self.progress = SyncProgress(run=run)
+        self.handles: dict[str, Any] = {}
+        self.exit_codes: dict[str, int | None] = {}
+        self.errors: list[str] = []
+        self.rejects: list[bytes] = []
+        self.loader_done = False
+
+    # events from the connectors
+    def handle_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        role = event.get("role", "?")
+        if event.get("run_id") not in (None, self.run.id):
+            return  # a stale event of an earlier run
+        if kind == "progress":
+            if role == "extractor":
+                self.run.records_extracted = int(event.get("records", 0))
+                self.run.bytes = int(event.get("bytes", 0))
+            elif role == "loader":
+                self.run.records_loaded = max(self.run.records_loaded, int(event.get("records", 0)))
+        elif kind == "checkpoint_committed":
+            self._save_checkpoint(event)
+        elif kind == "rejected":
+            self.run.records_skipped += int(event.get("count", 1))
+            self.rejects.append(orjson.dumps(event))
+        elif kind == "error":
+            self.errors.append(_describe_error_event(event))
+        elif kind == "done":
+            if role == "extractor":
+                self.run.records_extracted = int(event.get("records", self.run.records_extracted))
+                self.run.bytes = int(event.get("bytes", self.run.bytes))
+                self.progress.extractor_done = True
+            else:
+                self.run.records_loaded = int(event.get("records", self.run.records_loaded))
+                self.run.records_skipped = int(event.get("skipped", self.run.records_skipped))
+                self.progress.loader_done = self.loader_done = True
+        if self.on_progress:
+            self.on_progress(self.progress)
+
+    def _save_checkpoint(self, event: dict[str, Any]) -> None:
+        state = event.get("state")
+        self.run.records_loaded = max(
+            self.run.records_loaded, int(event.get("records_loaded", 0))
+        )
+        if state is None or self.connection.mode.value == "full_refresh":
+            return  # a full refresh starts from scratch every time: nothing to resume from
+        self.run.state_after = state
+        with self.store.transaction() as view:
+            view.save_state(SyncState(connection=self.connection.name, state=state, run_id=self.run.id))
+            view.save_run(self.run)
+
+    # containers
+    def poll_exits(self) -> None:
+        for role, handle in self.handles.items():
+            if self.exit_codes.get(role) is None:
+                self.exit_codes[role] = self.runtime.exit_code(handle)
+
+    def finished(self) -> bool:
+        return all(code is not None for code in self.exit_codes.values())
+
+    def failed_role(self) -> str | None:
+        for role in ("loader", "extractor"):
+            code = self.exit_codes.get(role)
+            if code not in (None, 0):
+                return role
+        return None
+
+
+def _describe_error_event(event: dict[str, Any]) -> str:
+    position = event.get("position")
+    where = ""
+    if isinstance(position, dict) and position:
+        where = " (" + ", ".join(f"{key} {value}" for key, value in position.items()) + ")"
+    return f"{event.get('role', 'connector')}: {event.get('message', 'failed')}{where}"
+
+
+def _install_sigterm_handler() -> Callable[[], None]:
+    """SIGTERM cancels like Ctrl-C; returns a function that restores the old handler."""
+    if not _in_main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def run_sync(
+    store: Store,
+    connection_name: str,
+    options: SyncOptions | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Run:
+    """Run one sync of a connection; returns the finished run (status in run.status).
+
+    Raises before a run is recorded for problems found up front (invalid connection,
+    missing image, broker or Docker down, the connection already syncing).
+    """
+    options = options or SyncOptions()
+    view = store.read()
+    connection: Connection = view.get("connection", connection_name)
+    source = _side(view.get("source", connection.source))
+    loader = _side(view.get("loader", connection.loader))
+    runtime = get_runtime(options.runtime)
+    runtime.preflight()
+    if options.runtime == "docker":
+        for side in (source, loader):
+            runtime.ensure_image(side.image)
+    mounts = {"extractor": mounts_for(source), "loader": mounts_for(loader)}
+    amqp_url = resolve_amqp_url(options.amqp_url, view.settings())
+
+    with Broker.connect(amqp_url) as broker, connection_lock(store, connection.name):
+        remove_leftovers(store, connection.name, runtime, broker)
+        saved = store.read().get_state(connection.name)
+        state = saved.state if saved and connection.mode.value != "full_refresh" else None
+        run = Run(
+            connection=connection.name, trigger=options.trigger, runtime=runtime.name,
+            state_before=state, state_after=state, pid=os.getpid(), host=socket.gethostname(),
+        )
+        run_logs = ensure_private_dir(logs_dir(store.path) / connection.name)
+        run.log_path = str(run_logs / f"{run.id}.log")
+        with store.transaction() as tx:
+            tx.save_run(run)
+        queues = ConnectionQueues.for_connection(connection.name)
+        session = _SyncSession(store, connection, run, runtime, broker, queues, options, on_progress)
+        restore_sigterm = _install_sigterm_handler()
+        work_dir = Path(tempfile.mkdtemp(prefix=f"etlctl-{connection.name}-"))
+        try:
+            broker.declare(queues)
+            for side in (loader, source):  # the loader first, so that it is ready to consume
+                run_file = work_dir / f"{side.role}.json"
+                _write_private_json(
+                    run_file,
+                    _run_document(side, connection, run, state, amqp_url, queues, options),
+                )
+                launch = ConnectorLaunch(
+                    name=f"etlctl-{connection.name}-{run.id.replace('_', '-').lower()}-{side.role}",
+                    role=side.role,
+                    connector_type=side.obj.type,
+                    image=side.image,
+                    run_file=str(run_file),
+                    labels={
+                        MANAGED_LABEL: "true", CONNECTION_LABEL: connection.name,
+                        RUN_LABEL: run.id, "io.etlctl.role": side.role,
+                    },
+                    mounts=tuple(mounts[side.role]),
+                    network=options.network,
+                )
+                session.handles[side.role] = runtime.start(launch)
+                session.exit_codes[side.role] = None
+            _follow(session)
+            _conclude(session)
+        except KeyboardInterrupt:
+            run.status = RunStatus.CANCELLED
+            run.error = "cancelled by Ctrl-C"
+        except _Terminated:
+            run.status = RunStatus.CANCELLED
+            run.error = "cancelled by SIGTERM"
+        except SyncTimeoutError as exc:
+            run.status = RunStatus.FAILED
+            run.error = exc.message
+        except EtlctlError as exc:
+            run.status = RunStatus.FAILED
+            run.error = exc.message
+        finally:
+            restore_sigterm()
+            try:
+                _cleanup(session, broker, queues)
+            finally:
+                shutil.rmtree(work_dir, ignore_errors=True)
+                run.ended_at = utcnow()
+                if run.status is RunStatus.RUNNING:
+                    run.status = RunStatus.FAILED
+                    run.error = run.error or "etlctl stopped unexpectedly"
+                with store.transaction() as tx:
+                    tx.save_run(run)
+    return run
+
+
+def _follow(session: _SyncSession) -> None:
+    """Read events and watch the containers until both end, one fails, or time runs out."""
+    deadline = time.monotonic() + session.options.timeout
+    next_poll = 0.0
+    peer_deadline: float | None = None
+    for event in session.broker.events(session.queues.events, EVENT_WAIT_SECONDS):
+        if event is not None:
+            session.handle_event(event)
+        now = time.monotonic()
+        if now < next_poll:
+            continue
+        next_poll = now + CONTAINER_POLL_SECONDS
+        session.poll_exits()
+        if session.finished():
+            break
+        failed = session.failed_role()
+        if failed is not None:
+            break  # the other one is stopped in cleanup
+        if any(code == 0 for code in session.exit_codes.values()):
+            # One side finished cleanly; the other should follow soon (the loader drains the
+            # queue after END). A peer that never finishes is a hung connector.
+            peer_deadline = peer_deadline or now + max(PEER_GRACE_SECONDS, session.options.timeout / 100)
+            if session.exit_codes.get("loader") == 0 and now > peer_deadline:
+                break
+        if now > deadline:
+            raise SyncTimeoutError(
+                f"the sync did not finish within {session.options.timeout:g}s; "
+                "its containers were stopped",
+                hint="raise --timeout, or look at the logs: etlctl logs " + session.run.id,
+            )
+        if session.on_progress:
+            session.on_progress(session.progress)
+    # Take what is left on the events queue (done, last checkpoint) before judging.
+    for event in session.broker.events(session.queues.events, 0.05):
+        if event is None:
+            break
+        session.handle_event(event)
+
+
+def _conclude(session: _SyncSession) -> None:
+    run = session.run
+    failed = session.failed_role()
+    if failed is None and session.finished() and session.loader_done:
+        run.status = RunStatus.SUCCEEDED
+        return
+    run.status = RunStatus.FAILED
+    if session.errors:
+        run.error = session.errors[0]
+    elif failed is not None:
+        run.error = f"the {failed} exited with code {session.exit_codes[failed]}"
+    elif session.exit_codes.get("loader") is None:
+        run.error = "the extractor finished but the loader did not"
+    else:
+        run.error = "the loader finished without confirming the load"
+
+
+def _cleanup(session: _SyncSession, broker: Broker, queues: ConnectionQueues) -> None:
+    """Stop and remove the containers, keep their logs, delete the queues. Never raises on
+    things that are already gone."""
+    run = session.run
+    log_parts: list[str] = []
+    for role, handle in session.handles.items():
+        with contextlib.suppress(Exception):
+            if session.runtime.exit_code(handle) is None:
+                session.runtime.stop(handle)
+        code = None
+        with contextlib.suppress(Exception):
+            code = session.runtime.exit_code(handle)
+        logs = ""
+        with contextlib.suppress(Exception):
+            logs = session.runtime.logs(handle)
+        log_parts.append(f"===== {role} (exit code {code}) =====\n{logs.rstrip()}\n")
+        with contextlib.suppress(Exception):
+            session.runtime.remove(handle)
+    with contextlib.suppress(Exception):
+        broker.delete_queues(queues.names)
+    if run.log_path:
+        header = (
+            f"run {run.id} of connection {run.connection} (broker {redact_url(broker.url)})\n"
+        )
+        Path(run.log_path).write_text(header + "\n".join(log_parts))
+        os.chmod(run.log_path, 0o600)
+    if session.rejects:
+        rejects_path = Path(run.log_path or ".").with_suffix(".rejects.jsonl")
+        rejects_path.write_bytes(b"\n".join(session.rejects) + b"\n")
+        run.rejects_path = str(rejects_path)
+
+
+def raise_for_run(run: Run) -> None:
+    """Turn a finished run into the exit the CLI should give."""
+    if run.status is RunStatus.SUCCEEDED:
+        return
+    if run.status is RunStatus.CANCELLED:
+        raise CancelledError(f"run {run.id} was cancelled")
+    error = run.error or "unknown reason"
+    if "did not finish within" in error:
+        raise SyncTimeoutError(f"run {run.id} timed out: {error}", hint=f"etlctl logs {run.id}")
+    raise SyncFailedError(f"run {run.id} failed: {error}", hint=f"see: etlctl logs {run.id}")
