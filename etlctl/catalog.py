@@ -129,6 +129,15 @@ def _describe_error(error: jsonschema.ValidationError) -> str:
             f"config field {field!r} must be of type {error.validator_value}, "
             f"got {json.dumps(error.instance)[:60]}"
         )
+    if error.validator in ("oneOf", "anyOf"):
+        alternatives = [
+            " and ".join(repr(name) for name in sub.get("required", []))
+            for sub in error.validator_value
+            if isinstance(sub, dict) and sub.get("required")
+        ]
+        if alternatives:
+            where = f" in {field!r}" if path else ""
+            return f"set exactly one of {' or '.join(alternatives)}{where}"
     if error.validator == "enum":
         allowed = ", ".join(str(v) for v in error.validator_value)
         return f"config field {field!r} must be one of: {allowed}"

@@ -136,6 +136,11 @@ class Connection(_Model):
             raise ValueError("primary key columns must be distinct")
         return cleaned
 
+    @field_validator("transform")
+    @classmethod
+    def _empty_transform_is_none(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return value or None
+
     @model_validator(mode="after")
     def _mode_needs_fields(self) -> Connection:
         if self.mode is SyncMode.INCREMENTAL and not self.cursor_field:

@@ -530,3 +530,45 @@ def raise_for_run(run: Run) -> None:
     if "did not finish within" in error:
         raise SyncTimeoutError(f"run {run.id} timed out: {error}", hint=f"etlctl logs {run.id}")
     raise SyncFailedError(f"run {run.id} failed: {error}", hint=f"see: etlctl logs {run.id}")
+
+
+def record_unstarted_run(
+    store: Store, connection: str, trigger: str, status: RunStatus, reason: str
+) -> Run | None:
+    """Leave a trace of a firing that could not start (cron must never fail silently).
+
+    Returns None when even the store cannot take the record (it is locked or broken);
+    the caller's log line is then the only trace.
+    """
+    run = Run(
+        connection=connection, trigger=trigger, status=status, error=reason,
+        ended_at=utcnow(), pid=os.getpid(), host=socket.gethostname(),
+    )
+    try:
+        with store.transaction(timeout=10) as view:
+            view.save_run(run)
+    except EtlctlError:
+        return None
+    return run
+
+
+@dataclass
+class GcReport:
+    removed: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # syncing now: left alone
+
+
+def collect_garbage(store: Store, runtime_name: str = "docker", amqp_url: str | None = None) -> GcReport:
+    """Remove what killed syncs left behind, for every connection not syncing right now."""
+    view = store.read()
+    runtime = get_runtime(runtime_name)
+    runtime.preflight()
+    report = GcReport()
+    with Broker.connect(resolve_amqp_url(amqp_url, view.settings())) as broker:
+        for connection in view.connections():
+            try:
+                with connection_lock(store, connection.name):
+                    report.removed += remove_leftovers(store, connection.name, runtime, broker)
+            except ConflictError:
+                report.busy.append(connection.name)
+    return report

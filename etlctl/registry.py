@@ -11,6 +11,7 @@ from typing import Any
 
 import pydantic
 
+from connectors.sdk.transform import Transform, TransformError
 from etlctl import catalog, scheduler
 from etlctl.errors import ConflictError, ValidationError
 from etlctl.models import (
@@ -188,6 +189,15 @@ def check_connection(view: StoreView, connection: Connection) -> None:
                 hint="pick another --mode, or another loader type",
             )
     scheduler.validate_schedule(connection.schedule)
+    validate_transform(connection.transform)
+
+
+def validate_transform(spec: dict[str, Any] | None) -> None:
+    """The transform's shape; its columns are checked when the extractor knows them."""
+    try:
+        Transform.parse(spec)
+    except TransformError as exc:
+        raise ValidationError(f"invalid transform: {exc}", hint="see docs/transform.md") from None
 
 
 def new_connection(

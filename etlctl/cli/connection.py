@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
 
-from etlctl import registry
+from etlctl import catalog, registry
 from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, when
 from etlctl.models import Connection, OnError, SyncMode
 from etlctl.store import StoreView
@@ -21,6 +22,10 @@ def _split_key(value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [column.strip() for column in value.split(",") if column.strip()]
+
+
+def _read_transform(path: Path | None) -> dict[str, Any] | None:
+    return catalog.load_config_file(path) if path else None
 
 
 def connection_view(view: StoreView, connection: Connection) -> dict[str, Any]:
@@ -58,11 +63,13 @@ def add(
     primary_key: str | None = typer.Option(None, "--primary-key", help="Key column(s), comma-separated (dedup)."),
     schedule: str = typer.Option("manual", "--schedule", help='"manual" or a cron expression like "*/15 * * * *".'),
     on_error: OnError = typer.Option(OnError.FAIL, "--on-error", help="What a bad record does: fail the run or skip it."),
+    transform_file: Path | None = typer.Option(None, "--transform-file", help="A YAML/JSON file with the transform (docs/transform.md)."),
     as_json: bool = typer.Option(False, "--json", help="Print the created connection as JSON."),
 ) -> None:
     state = app_state(ctx)
     connection = registry.new_connection(
-        name, source, loader, mode, cursor_field, _split_key(primary_key), schedule, on_error
+        name, source, loader, mode, cursor_field, _split_key(primary_key), schedule, on_error,
+        transform=_read_transform(transform_file),
     )
     registry.add_connection(state.store, connection)
     if as_json:
@@ -147,6 +154,8 @@ def update(
     primary_key: str | None = typer.Option(None, "--primary-key", help="Key column(s), comma-separated."),
     schedule: str | None = typer.Option(None, "--schedule", help='"manual" or a cron expression.'),
     on_error: OnError | None = typer.Option(None, "--on-error", help="fail or skip."),
+    transform_file: Path | None = typer.Option(None, "--transform-file", help="A YAML/JSON file with the transform."),
+    no_transform: bool = typer.Option(False, "--no-transform", help="Remove the transform."),
     as_json: bool = typer.Option(False, "--json", help="Print the updated connection as JSON."),
 ) -> None:
     state = app_state(ctx)
@@ -154,7 +163,10 @@ def update(
     changes = {
         "source": source, "loader": loader, "mode": mode, "cursor_field": cursor_field,
         "primary_key": _split_key(primary_key), "schedule": schedule, "on_error": on_error,
+        "transform": _read_transform(transform_file),
     }
+    if no_transform:
+        changes["transform"] = {}
     connection = registry.update_connection(state.store, name, changes)
     if as_json:
         print_json(connection.to_doc())

@@ -1,0 +1,325 @@
+"""The extractor side of the SDK: the base class an author fills in, and the engine that
+turns what it produces into the protocol's messages.
+
+An author writes either
+
+* ``records()``: yield dicts. The SDK infers the schema from a sample, adds columns that
+  appear later (schema evolution) and turns the dicts into positional rows; or
+* ``read(out)``: the fast lane for sources that know their columns: ``out.declare(columns)``
+  then ``out.write_rows(rows)`` with positional, already typed rows (any number at a time).
+
+Either way the SDK batches rows under ``max_records``/``max_bytes``, publishes SCHEMA,
+RECORDS, CHECKPOINT and END with publisher confirms and backpressure, filters by the saved
+cursor (unless the source does it itself), and reports progress, rejects and errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Protocol
+
+import orjson
+
+from connectors.sdk.context import RunContext
+from connectors.sdk.errors import ConnectorError, Position, RecordError
+from connectors.sdk.protocol import (
+    CHECKPOINT,
+    END,
+    MAX_MESSAGE_BYTES,
+    RECORDS,
+    SCHEMA,
+    Column,
+    Schema,
+)
+from connectors.sdk.values import json_type_of, merge_types
+
+log = logging.getLogger("connectors.extractor")
+
+PROGRESS_INTERVAL_SECONDS = 1.0
+INFERENCE_SAMPLE = 1000  # dict records buffered to infer the schema before the first batch
+# Fill batches to 90% of max_bytes, so that rows a little larger than the average still fit.
+BYTES_HEADROOM = 0.9
+
+
+class Publisher(Protocol):
+    """Where messages go: the AMQP session in a sync, a list in tests."""
+
+    def publish_message(self, message_type: str, body: bytes) -> None: ...
+
+    def publish_event(self, event_type: str, essential: bool = True, **fields: Any) -> None: ...
+
+
+class Extractor:
+    """Base class of extractors. Subclass it, set nothing else than what you need."""
+
+    #: True when the source yields records in ascending cursor order (an ORDER BY): then the
+    #: SDK can place checkpoints between batches. Otherwise the only checkpoint is the final
+    #: state at END, because a maximum seen half-way would skip smaller cursors still to come.
+    sorted_by_cursor: ClassVar[bool] = False
+    #: True when the source itself reads only ``cursor >= context.start_cursor``.
+    filters_by_cursor: ClassVar[bool] = False
+    #: The stream name sent in SCHEMA messages.
+    stream_name: ClassVar[str] = "records"
+
+    def __init__(self, config: dict[str, Any], context: RunContext) -> None:
+        self.config = config
+        self.context = context
+
+    def check(self) -> None:
+        """Raise ConfigError or ConnectorError when the source cannot be read."""
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Yield records as dicts (the simple way)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither records() nor read()")
+
+    def read(self, out: RecordStream) -> None:
+        """Produce the records into ``out`` (the fast way); the default uses records()."""
+        for record in self.records():
+            out.write_record(record)
+
+    def position(self) -> Position | None:
+        """Where the extractor is (``{"file": ..., "line": ...}``), for error events."""
+        return None
+
+    def close(self) -> None:
+        """Release files and connections; called whatever happened."""
+
+
+class RecordStream:
+    """The author's handle to the sync: schema, rows, rejects. Batching happens here."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        context: RunContext,
+        stream: str,
+        filters_by_cursor: bool,
+        sorted_by_cursor: bool,
+    ) -> None:
+        self.publisher = publisher
+        self.context = context
+        self.stream = stream
+        self.schema: Schema | None = None
+        self.records_sent = 0
+        self.bytes_sent = 0
+        self.rejected = 0
+        self._pending: list[Any] = []
+        self._target_rows = context.batch.max_records
+        self._batches_since_checkpoint = 0
+        self._last_progress = time.monotonic()
+        # Dict path: a sample buffered until the schema is inferred.
+        self._sample: list[dict[str, Any]] | None = []
+        self._index: dict[str, int] = {}
+        # Incremental reading.
+        sync = context.sync
+        self._cursor_field = sync.cursor_field
+        self._start_cursor = None if filters_by_cursor else context.start_cursor
+        self._max_cursor = context.start_cursor
+        self._cursor_index: int | None = None
+        self._checkpoints_between_batches = (
+            sorted_by_cursor and sync.mode != "full_refresh" and bool(sync.cursor_field)
+        )
+
+    # --- schema ------------------------------------------------------------------------
+    def declare(self, columns: Sequence[Column], key_properties: Sequence[str] = ()) -> None:
+        """Declare the columns; declaring more columns later adds them (schema evolution).
+        Columns can be added at the end, never removed or reordered."""
+        columns = list(columns)
+        if self.schema is not None:
+            known = self.schema.names
+            if [c.name for c in columns[: len(known)]] != known:
+                raise ConnectorError("a schema may only add columns at the end")
+            if len(columns) == len(known):
+                return
+            self.flush()
+        keys = list(key_properties or self.context.sync.primary_key)
+        self.schema = Schema(self.stream, columns, keys)
+        self._index = {name: i for i, name in enumerate(self.schema.names)}
+        if self._cursor_field is not None:
+            self._cursor_index = self._index.get(self._cursor_field)
+        self._send(SCHEMA, self.schema.to_json())
+        if columns:
+            self._require_cursor_column()
+
+    def _require_cursor_column(self) -> None:
+        if self._cursor_field is not None and self._cursor_index is None:
+            needed = self._start_cursor is not None or self.context.sync.mode != "full_refresh"
+            if needed:
+                raise ConnectorError(
+                    f"cursor field {self._cursor_field!r} is not a column of the source "
+                    f"(columns: {', '.join(self.schema.names if self.schema else [])})"
+                )
+
+    # --- rows ---------------------------------------------------------------------------
+    def write_rows(self, rows: list[Any]) -> None:
+        """Positional rows over the declared columns, already typed."""
+        if not rows:
+            return
+        if self.schema is None:
+            raise ConnectorError("write_rows() before declare()")
+        if self._cursor_index is not None:
+            rows = self._track_cursor(rows)
+        pending = self._pending
+        if not pending and len(rows) == self._target_rows:
+            self._publish_rows(rows)
+            return
+        pending.extend(rows)
+        while len(pending) >= self._target_rows:
+            batch = pending[: self._target_rows]
+            del pending[: self._target_rows]
+            self._publish_rows(batch)
+
+    def _track_cursor(self, rows: list[Any]) -> list[Any]:
+        index = self._cursor_index
+        start = self._start_cursor
+        try:
+            if start is not None:
+                rows = [row for row in rows if row[index] is not None and row[index] >= start]
+            present = [row[index] for row in rows if row[index] is not None]
+            if present:
+                batch_max = max(present)
+                if self._max_cursor is None or batch_max > self._max_cursor:
+                    self._max_cursor = batch_max
+        except TypeError as exc:
+            raise ConnectorError(
+                f"cursor field {self._cursor_field!r}: values cannot be compared "
+                f"with the saved cursor {start!r} ({exc})"
+            ) from None
+        return rows
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        """One record as a dict; the schema is inferred from the first records."""
+        if self._sample is not None:
+            self._sample.append(record)
+            if len(self._sample) >= INFERENCE_SAMPLE:
+                self._end_sampling()
+            return
+        if not record.keys() <= self._index.keys():
+            self._add_columns_of([record])
+        names = self._index
+        self.write_rows([[record.get(name) for name in names]])
+
+    def _end_sampling(self) -> None:
+        sample, self._sample = self._sample or [], None
+        if not sample:
+            return
+        self._add_columns_of(sample)
+        names = list(self._index)
+        self.write_rows([[record.get(name) for name in names] for record in sample])
+
+    def _add_columns_of(self, records: list[dict[str, Any]]) -> None:
+        types: dict[str, str | None] = {}
+        for record in records:
+            for name, value in record.items():
+                if name not in self._index:
+                    types[name] = merge_types(types.get(name), json_type_of(value))
+        if not types:
+            return
+        current = list(self.schema.columns) if self.schema else []
+        added = [Column(name, kind or "string") for name, kind in types.items()]
+        self.declare(current + added)
+
+    # --- rejects ------------------------------------------------------------------------
+    def reject(self, reason: str, position: Position | None = None, raw: Any = None) -> None:
+        """A bad record: stops the sync under ``on_error: fail``; under ``skip`` it is counted,
+        reported and appended to the rejects file, and the sync goes on."""
+        if self.context.sync.on_error != "skip":
+            raise RecordError(reason, position, raw)
+        self.rejected += 1
+        self.publisher.publish_event(
+            "rejected", count=self.rejected, position=position, reason=reason
+        )
+        if self.context.rejects_path:
+            line = {"position": position, "reason": reason, "record": raw}
+            with open(self.context.rejects_path, "ab") as rejects:
+                rejects.write(orjson.dumps(line, default=str) + b"\n")
+
+    # --- batches and messages -----------------------------------------------------------
+    def flush(self) -> None:
+        """Publish the rows held back (before a schema change, a checkpoint, the end)."""
+        if self._sample is not None:
+            self._end_sampling()
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._publish_rows(batch)
+
+    def _publish_rows(self, rows: list[Any]) -> None:
+        assert self.schema is not None
+        body = orjson.dumps({"columns": self.schema.names, "rows": rows}, default=_json_default)
+        limit = self.context.batch.max_bytes
+        if len(body) > limit and len(rows) > 1:
+            middle = len(rows) // 2
+            self._publish_rows(rows[:middle])
+            self._publish_rows(rows[middle:])
+            return
+        if len(body) > MAX_MESSAGE_BYTES:
+            raise RecordError(
+                f"a record of {len(body)} bytes is larger than the 64 MiB limit",
+                position={"record": self.records_sent + 1},
+            )
+        self._adapt_batch_size(len(rows), len(body))
+        self._send_body(RECORDS, body)
+        self.records_sent += len(rows)
+        self._after_batch()
+
+    def _adapt_batch_size(self, rows: int, size: int) -> None:
+        per_row = size / rows
+        fitting = int(self.context.batch.max_bytes * BYTES_HEADROOM / per_row)
+        self._target_rows = max(1, min(self.context.batch.max_records, fitting))
+
+    def _after_batch(self) -> None:
+        self._batches_since_checkpoint += 1
+        if (
+            self._checkpoints_between_batches
+            and self._batches_since_checkpoint >= self.context.batch.commit_every
+        ):
+            self.checkpoint()
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_INTERVAL_SECONDS:
+            self._last_progress = now
+            self.publisher.publish_event(
+                "progress", essential=False, records=self.records_sent, bytes=self.bytes_sent
+            )
+
+    def state(self) -> dict[str, Any] | None:
+        if self._cursor_field is None:
+            return self.context.state
+        if self._max_cursor is None:
+            return self.context.state
+        return {**(self.context.state or {}), "cursor": self._max_cursor}
+
+    def checkpoint(self) -> None:
+        """Everything published so far may be committed under the current state."""
+        self._batches_since_checkpoint = 0
+        state = self.state()
+        if state is not None:
+            self._send(CHECKPOINT, {"state": state, "records": self.records_sent})
+
+    def end(self) -> None:
+        self.flush()
+        if self.schema is None:
+            self.declare([])  # an empty source still tells the loader its (empty) schema
+        self._require_cursor_column()
+        self._send(END, {"records": self.records_sent, "state": self.state()})
+
+    def _send(self, message_type: str, payload: dict[str, Any]) -> None:
+        self._send_body(message_type, orjson.dumps(payload, default=_json_default))
+
+    def _send_body(self, message_type: str, body: bytes) -> None:
+        self.publisher.publish_message(message_type, body)
+        self.bytes_sent += len(body)
+
+
+def _json_default(value: Any) -> Any:
+    """Types orjson does not serialize natively (Decimal from databases, bytes, sets)."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(f"cannot send a value of type {type(value).__name__}")
