@@ -39,15 +39,17 @@ def generate_csv(path: Path, rows: int) -> None:
         writer = csv.writer(handle)
         writer.writerow(["id", "updated_at", "name", "email", "amount", "country", "active"])
         for i in range(1, rows + 1):
-            writer.writerow([
-                i,
-                f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00",
-                f"user {i}",
-                f"user{i}@example.com",
-                f"{rng.uniform(0, 10_000):.2f}",
-                COUNTRIES[i % len(COUNTRIES)],
-                "true" if rng.random() < 0.5 else "false",
-            ])
+            writer.writerow(
+                [
+                    i,
+                    f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00",
+                    f"user {i}",
+                    f"user{i}@example.com",
+                    f"{rng.uniform(0, 10_000):.2f}",
+                    COUNTRIES[i % len(COUNTRIES)],
+                    "true" if rng.random() < 0.5 else "false",
+                ]
+            )
 
 
 def plain_copy(source: Path, target: Path) -> float:
@@ -64,8 +66,9 @@ def plain_copy(source: Path, target: Path) -> float:
         next(reader)
         batch = []
         for row in reader:
-            batch.append((int(row[0]), row[1], row[2], row[3], float(row[4]), row[5],
-                          row[6] == "true"))
+            batch.append(
+                (int(row[0]), row[1], row[2], row[3], float(row[4]), row[5], row[6] == "true")
+            )
             if len(batch) == 2000:
                 db.executemany("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
                 batch.clear()
@@ -95,10 +98,18 @@ class PeakMemorySampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             out = subprocess.run(
-                ["docker", "ps", "-q", "--no-trunc", "--filter",
-                 f"label=io.etlctl.connection={self.connection}",
-                 "--format", '{{.ID}} {{.Label "io.etlctl.role"}}'],
-                capture_output=True, text=True,
+                [
+                    "docker",
+                    "ps",
+                    "-q",
+                    "--no-trunc",
+                    "--filter",
+                    f"label=io.etlctl.connection={self.connection}",
+                    "--format",
+                    '{{.ID}} {{.Label "io.etlctl.role"}}',
+                ],
+                capture_output=True,
+                text=True,
             ).stdout
             for line in out.splitlines():
                 container_id, _, role = line.partition(" ")
@@ -127,8 +138,17 @@ def etlctl(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def register(store: Path, name: str, source: Path, target: Path) -> None:
     for args in (
         ("source", "add", f"{name}-src", "--type", "csv", "--config", f"path={source}"),
-        ("loader", "add", f"{name}-dst", "--type", "sqlite", "--config", f"path={target}",
-         "--config", "table=users"),
+        (
+            "loader",
+            "add",
+            f"{name}-dst",
+            "--type",
+            "sqlite",
+            "--config",
+            f"path={target}",
+            "--config",
+            "table=users",
+        ),
         ("connection", "add", name, "--source", f"{name}-src", "--loader", f"{name}-dst"),
     ):
         result = etlctl(store, *args)

@@ -312,7 +312,7 @@ _CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         "csv", "loader", "a CSV file with a header, replaced atomically on full refresh",
-        CSV_LOADER_SPEC, ALL_MODES, "connectors.loaders.csv:CsvLoader",
+        CSV_LOADER_SPEC, ("full_refresh", "incremental"), "connectors.loaders.csv:CsvLoader",
     ),
     ConnectorInfo(
         "sqlite", "loader", "a SQLite table, exactly-once, with schema evolution",

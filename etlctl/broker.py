@@ -104,7 +104,9 @@ class Broker:
         self.close()
 
     # --- queues ------------------------------------------------------------------------
-    def declare(self, queues: ConnectionQueues, max_messages: int = DATA_QUEUE_MAX_MESSAGES) -> None:
+    def declare(
+        self, queues: ConnectionQueues, max_messages: int = DATA_QUEUE_MAX_MESSAGES
+    ) -> None:
         self._channel.queue_declare(
             queues.data,
             durable=True,

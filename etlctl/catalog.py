@@ -226,7 +226,8 @@ def parse_config_pairs(pairs: list[str], spec: dict[str, Any] | None) -> dict[st
         key = key.strip()
         if not sep or not key:
             raise ValidationError(
-                f"--config expects KEY=VALUE, got {pair!r}", hint="for example: --config path=/data/users.csv"
+                f"--config expects KEY=VALUE, got {pair!r}",
+                hint="for example: --config path=/data/users.csv",
             )
         parts = key.split(".")
         target = config
@@ -270,8 +271,10 @@ def merge_config(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, A
     for key, value in overrides.items():
         if value is None:
             merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict) and not is_secret_ref(
-            value
+        elif (
+            isinstance(value, dict)
+            and isinstance(merged.get(key), dict)
+            and not is_secret_ref(value)
         ):
             merged[key] = merge_config(merged[key], value)
         else:

@@ -130,7 +130,9 @@ def mounts_for(side: _Side) -> list[Mount]:
                 hint=f"etlctl {side.obj.kind} update {side.obj.name} --config {name}=/abs/path",
             )
         # A glob mounts the directory before its first wildcard.
-        static = Path(value.split("*")[0].split("?")[0].split("[")[0]) if glob.has_magic(value) else path
+        static = (
+            Path(value.split("*")[0].split("?")[0].split("[")[0]) if glob.has_magic(value) else path
+        )
         directory = static if (glob.has_magic(value) and value.endswith("/")) else static.parent
         if access == "write":
             directory.mkdir(parents=True, exist_ok=True)
@@ -211,9 +213,7 @@ def connection_lock(store: Store, connection: str) -> Iterator[None]:
         lock.release()
 
 
-def remove_leftovers(
-    store: Store, connection: str, runtime: Runtime, broker: Broker
-) -> list[str]:
+def remove_leftovers(store: Store, connection: str, runtime: Runtime, broker: Broker) -> list[str]:
     """With the connection's lock held, anything of a previous run is an orphan."""
     removed = runtime.remove_leftovers({MANAGED_LABEL: "true", CONNECTION_LABEL: connection})
     removed += broker.delete_queues(ConnectionQueues.for_connection(connection).names)
@@ -235,8 +235,14 @@ class _SyncSession:
     """The mutable state of one running sync; run_sync() drives it."""
 
     def __init__(
-        self, store: Store, connection: Connection, run: Run, runtime: Runtime,
-        broker: Broker, queues: ConnectionQueues, options: SyncOptions,
+        self,
+        store: Store,
+        connection: Connection,
+        run: Run,
+        runtime: Runtime,
+        broker: Broker,
+        queues: ConnectionQueues,
+        options: SyncOptions,
         on_progress: ProgressCallback | None,
     ) -> None:
         self.store = store
@@ -287,14 +293,14 @@ class _SyncSession:
 
     def _save_checkpoint(self, event: dict[str, Any]) -> None:
         state = event.get("state")
-        self.run.records_loaded = max(
-            self.run.records_loaded, int(event.get("records_loaded", 0))
-        )
+        self.run.records_loaded = max(self.run.records_loaded, int(event.get("records_loaded", 0)))
         if state is None or self.connection.mode.value == "full_refresh":
             return  # a full refresh starts from scratch every time: nothing to resume from
         self.run.state_after = state
         with self.store.transaction() as view:
-            view.save_state(SyncState(connection=self.connection.name, state=state, run_id=self.run.id))
+            view.save_state(
+                SyncState(connection=self.connection.name, state=state, run_id=self.run.id)
+            )
             view.save_run(self.run)
 
     # containers
@@ -369,15 +375,22 @@ def run_sync(
         saved = store.read().get_state(connection.name)
         state = saved.state if saved and connection.mode.value != "full_refresh" else None
         run = Run(
-            connection=connection.name, trigger=options.trigger, runtime=runtime.name,
-            state_before=state, state_after=state, pid=os.getpid(), host=socket.gethostname(),
+            connection=connection.name,
+            trigger=options.trigger,
+            runtime=runtime.name,
+            state_before=state,
+            state_after=state,
+            pid=os.getpid(),
+            host=socket.gethostname(),
         )
         run_logs = ensure_private_dir(logs_dir(store.path) / connection.name)
         run.log_path = str(run_logs / f"{run.id}.log")
         with store.transaction() as tx:
             tx.save_run(run)
         queues = ConnectionQueues.for_connection(connection.name)
-        session = _SyncSession(store, connection, run, runtime, broker, queues, options, on_progress)
+        session = _SyncSession(
+            store, connection, run, runtime, broker, queues, options, on_progress
+        )
         restore_sigterm = _install_sigterm_handler()
         work_dir = Path(tempfile.mkdtemp(prefix=f"etlctl-{connection.name}-"))
         try:
@@ -395,8 +408,10 @@ def run_sync(
                     image=side.image,
                     run_file=str(run_file),
                     labels={
-                        MANAGED_LABEL: "true", CONNECTION_LABEL: connection.name,
-                        RUN_LABEL: run.id, "io.etlctl.role": side.role,
+                        MANAGED_LABEL: "true",
+                        CONNECTION_LABEL: connection.name,
+                        RUN_LABEL: run.id,
+                        "io.etlctl.role": side.role,
                     },
                     mounts=tuple(mounts[side.role]),
                     network=options.network,
@@ -453,7 +468,9 @@ def _follow(session: _SyncSession) -> None:
         if any(code == 0 for code in session.exit_codes.values()):
             # One side finished cleanly; the other should follow soon (the loader drains the
             # queue after END). A peer that never finishes is a hung connector.
-            peer_deadline = peer_deadline or now + max(PEER_GRACE_SECONDS, session.options.timeout / 100)
+            peer_deadline = peer_deadline or now + max(
+                PEER_GRACE_SECONDS, session.options.timeout / 100
+            )
             if session.exit_codes.get("loader") == 0 and now > peer_deadline:
                 break
         if now > deadline:
@@ -509,9 +526,7 @@ def _cleanup(session: _SyncSession, broker: Broker, queues: ConnectionQueues) ->
     with contextlib.suppress(Exception):
         broker.delete_queues(queues.names)
     if run.log_path:
-        header = (
-            f"run {run.id} of connection {run.connection} (broker {redact_url(broker.url)})\n"
-        )
+        header = f"run {run.id} of connection {run.connection} (broker {redact_url(broker.url)})\n"
         Path(run.log_path).write_text(header + "\n".join(log_parts))
         os.chmod(run.log_path, 0o600)
     if session.rejects:
@@ -541,8 +556,13 @@ def record_unstarted_run(
     the caller's log line is then the only trace.
     """
     run = Run(
-        connection=connection, trigger=trigger, status=status, error=reason,
-        ended_at=utcnow(), pid=os.getpid(), host=socket.gethostname(),
+        connection=connection,
+        trigger=trigger,
+        status=status,
+        error=reason,
+        ended_at=utcnow(),
+        pid=os.getpid(),
+        host=socket.gethostname(),
     )
     try:
         with store.transaction(timeout=10) as view:
@@ -558,7 +578,9 @@ class GcReport:
     busy: list[str] = field(default_factory=list)  # syncing now: left alone
 
 
-def collect_garbage(store: Store, runtime_name: str = "docker", amqp_url: str | None = None) -> GcReport:
+def collect_garbage(
+    store: Store, runtime_name: str = "docker", amqp_url: str | None = None
+) -> GcReport:
     """Remove what killed syncs left behind, for every connection not syncing right now."""
     view = store.read()
     runtime = get_runtime(runtime_name)

@@ -83,9 +83,15 @@ def new_connector_object(
     )
 
 
-def add_connector_object(store: Store, kind: str, name: str, connector_type: str,
-                         config: dict[str, Any], image: str | None = None,
-                         managed_by: str | None = None) -> ConnectorObject:
+def add_connector_object(
+    store: Store,
+    kind: str,
+    name: str,
+    connector_type: str,
+    config: dict[str, Any],
+    image: str | None = None,
+    managed_by: str | None = None,
+) -> ConnectorObject:
     item = new_connector_object(kind, name, connector_type, config, image, managed_by)
     with store.transaction() as view:
         if view.find(kind, name) is not None:
@@ -135,9 +141,7 @@ def update_connector_object(
     with store.transaction() as view:
         current = view.get(kind, name)
         updated = changed_connector_object(current, changes)
-        if updated.model_dump(exclude={"updated_at"}) != current.model_dump(
-            exclude={"updated_at"}
-        ):
+        if updated.model_dump(exclude={"updated_at"}) != current.model_dump(exclude={"updated_at"}):
             view.save(updated)
         else:
             updated = current
@@ -175,8 +179,7 @@ def check_connection(view: StoreView, connection: Connection) -> None:
     ]
     if missing:
         raise ValidationError(
-            f"connection {connection.name!r} refers to {' and '.join(missing)}, "
-            "which do not exist",
+            f"connection {connection.name!r} refers to {' and '.join(missing)}, which do not exist",
             hint="create them first: etlctl source add / etlctl loader add",
         )
     assert loader is not None and source is not None
@@ -256,9 +259,7 @@ def update_connection(store: Store, name: str, changes: dict[str, Any]) -> Conne
         current = view.get("connection", name)
         updated = changed_connection(current, changes)
         check_connection(view, updated)
-        if updated.model_dump(exclude={"updated_at"}) == current.model_dump(
-            exclude={"updated_at"}
-        ):
+        if updated.model_dump(exclude={"updated_at"}) == current.model_dump(exclude={"updated_at"}):
             return current
         view.save(updated)
     return updated

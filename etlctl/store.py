@@ -180,9 +180,7 @@ class StoreView:
     def get(self, kind: str, name: str) -> Any:
         found = self.find(kind, name)
         if found is None:
-            raise NotFoundError(
-                f"{kind} {name!r} does not exist", hint=f"see: etlctl {kind} list"
-            )
+            raise NotFoundError(f"{kind} {name!r} does not exist", hint=f"see: etlctl {kind} list")
         return found
 
     def save(self, item: ConnectorObject | Connection) -> None:

@@ -86,7 +86,7 @@ def load_all(text: str | bytes, source: str = "<input>") -> Iterator[Any]:
     _check_size(text, source)
     try:
         # list() so that all parsing errors surface here, not halfway through a caller's loop.
-        documents = list(yaml.load_all(text, Loader=_StrictLoader))  # noqa: S506 (strict safe)
+        documents = list(yaml.load_all(text, Loader=_StrictLoader))
     except yaml.YAMLError as exc:
         raise ValidationError(f"invalid YAML in {_describe(exc, source)}") from exc
     yield from (doc for doc in documents if doc is not None)
@@ -106,13 +106,15 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
-_PlainDumper.add_representer(
-    _LineDict, lambda dumper, data: dumper.represent_dict(dict(data))
-)
+_PlainDumper.add_representer(_LineDict, lambda dumper, data: dumper.represent_dict(dict(data)))
 
 
 def dump_all(documents: list[Any]) -> str:
     return yaml.dump_all(
-        documents, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False,
-        allow_unicode=True, explicit_start=True,
+        documents,
+        Dumper=_PlainDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        explicit_start=True,
     )

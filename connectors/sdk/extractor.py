@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol
 
 import orjson
 
 from connectors.sdk.context import RunContext
-from connectors.sdk.errors import ConnectorError, Position, RecordError
+from connectors.sdk.errors import ConfigError, ConnectorError, Position, RecordError
 from connectors.sdk.protocol import (
     CHECKPOINT,
     END,
@@ -33,6 +33,7 @@ from connectors.sdk.protocol import (
     Column,
     Schema,
 )
+from connectors.sdk.transform import Transform, TransformError, TransformPlan
 from connectors.sdk.values import json_type_of, merge_types
 
 log = logging.getLogger("connectors.extractor")
@@ -97,11 +98,19 @@ class RecordStream:
         stream: str,
         filters_by_cursor: bool,
         sorted_by_cursor: bool,
+        position: Callable[[], Position | None] = lambda: None,
     ) -> None:
         self.publisher = publisher
+        self.position = position
         self.context = context
         self.stream = stream
-        self.schema: Schema | None = None
+        self.schema: Schema | None = None  # what is sent: the columns after the transform
+        self.source_columns: list[Column] = []
+        try:
+            self._transform = Transform.parse(context.sync.transform)
+        except TransformError as exc:
+            raise ConfigError(f"invalid transform: {exc}") from None
+        self._plan: TransformPlan | None = None
         self.records_sent = 0
         self.bytes_sent = 0
         self.rejected = 0
@@ -128,15 +137,23 @@ class RecordStream:
         Columns can be added at the end, never removed or reordered."""
         columns = list(columns)
         if self.schema is not None:
-            known = self.schema.names
+            known = [c.name for c in self.source_columns]
             if [c.name for c in columns[: len(known)]] != known:
                 raise ConnectorError("a schema may only add columns at the end")
             if len(columns) == len(known):
                 return
             self.flush()
+        self.source_columns = columns
+        output = columns
+        if self._transform is not None and columns:
+            try:
+                self._plan = self._transform.plan(columns)
+            except TransformError as exc:
+                raise ConfigError(str(exc)) from None
+            output = self._plan.output_columns
         keys = list(key_properties or self.context.sync.primary_key)
-        self.schema = Schema(self.stream, columns, keys)
-        self._index = {name: i for i, name in enumerate(self.schema.names)}
+        self.schema = Schema(self.stream, output, keys)
+        self._index = {column.name: i for i, column in enumerate(columns)}
         if self._cursor_field is not None:
             self._cursor_index = self._index.get(self._cursor_field)
         self._send(SCHEMA, self.schema.to_json())
@@ -149,7 +166,7 @@ class RecordStream:
             if needed:
                 raise ConnectorError(
                     f"cursor field {self._cursor_field!r} is not a column of the source "
-                    f"(columns: {', '.join(self.schema.names if self.schema else [])})"
+                    f"(columns: {', '.join(c.name for c in self.source_columns)})"
                 )
 
     # --- rows ---------------------------------------------------------------------------
@@ -161,6 +178,8 @@ class RecordStream:
             raise ConnectorError("write_rows() before declare()")
         if self._cursor_index is not None:
             rows = self._track_cursor(rows)
+        if self._plan is not None:
+            rows = self._apply_transform(self._plan, rows)
         pending = self._pending
         if not pending and len(rows) == self._target_rows:
             self._publish_rows(rows)
@@ -188,6 +207,18 @@ class RecordStream:
                 f"with the saved cursor {start!r} ({exc})"
             ) from None
         return rows
+
+    def _apply_transform(self, plan: TransformPlan, rows: list[Any]) -> list[Any]:
+        out = []
+        for row in rows:
+            try:
+                transformed = plan.apply_row(row)
+            except (ValueError, TypeError) as exc:
+                self.reject(f"transform: {exc}", self.position(), raw=row)
+                continue
+            if transformed is not None:
+                out.append(transformed)
+        return out
 
     def write_record(self, record: dict[str, Any]) -> None:
         """One record as a dict; the schema is inferred from the first records."""
@@ -217,7 +248,7 @@ class RecordStream:
                     types[name] = merge_types(types.get(name), json_type_of(value))
         if not types:
             return
-        current = list(self.schema.columns) if self.schema else []
+        current = list(self.source_columns)
         added = [Column(name, kind or "string") for name, kind in types.items()]
         self.declare(current + added)
 

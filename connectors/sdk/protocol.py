@@ -188,5 +188,7 @@ def read_run_file(path: str | os.PathLike[str] | None = None) -> RunFile:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"run file {where}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        raise ConfigError(
+            f"run file {where}: invalid JSON at line {exc.lineno}: {exc.msg}"
+        ) from None
     return parse_run_file(data)

@@ -38,8 +38,12 @@ _CONDITION = re.compile(
     re.IGNORECASE,
 )
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
-    "==": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
-    "<": operator.lt, "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
 }
 
 
@@ -88,15 +92,13 @@ def parse_condition(raw: Any) -> Condition:
     if isinstance(raw, dict):
         unknown = set(raw) - {"column", "op", "value"}
         if unknown or "column" not in raw or "op" not in raw:
-            raise TransformError(
-                f"filter condition {raw!r}: expected {{column, op, value}}"
-            )
+            raise TransformError(f"filter condition {raw!r}: expected {{column, op, value}}")
         column, op, value = str(raw["column"]), str(raw["op"]).lower(), raw.get("value")
     elif isinstance(raw, str):
         match = _CONDITION.match(raw)
         if not match:
             raise TransformError(
-                f"filter condition {raw!r}: expected COLUMN OP VALUE, e.g. \"amount > 10\""
+                f'filter condition {raw!r}: expected COLUMN OP VALUE, e.g. "amount > 10"'
             )
         column = match["column"]
         op = " ".join(match["op"].lower().split())
@@ -145,8 +147,7 @@ class Transform:
         unknown = set(spec) - set(STEPS)
         if unknown:
             raise TransformError(
-                f"unknown transform step(s) {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(STEPS)}"
+                f"unknown transform step(s) {', '.join(sorted(unknown))}; known: {', '.join(STEPS)}"
             )
         if "select" in spec and "exclude" in spec:
             raise TransformError("transform: use select or exclude, not both")

@@ -8,6 +8,7 @@ per-value path. Integers stay integers, dates and timestamps travel as ISO strin
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -38,11 +39,13 @@ def parse_boolean(text: str) -> bool:
 
 
 def parse_date(text: str) -> str:
-    return date.fromisoformat(text.strip()).isoformat()
+    date.fromisoformat(text)
+    return text
 
 
 def parse_timestamp(text: str) -> str:
-    return datetime.fromisoformat(text.strip()).isoformat()
+    datetime.fromisoformat(text)
+    return text
 
 
 def parse_integer(text: str) -> int:
@@ -80,12 +83,39 @@ class BadValue:
     reason: str
 
 
-def _fast_column(values: Sequence[str], kind: str, nulls: frozenset[str]) -> list[Any]:
+# Exact spellings read by the fast path (a dict lookup in C); others go the slow path.
+_BOOLEAN_SPELLINGS = {
+    spelling: value
+    for words, value in ((TRUE_WORDS | {"1"}, True), (FALSE_WORDS | {"0"}, False))
+    for word in words
+    for spelling in (word, word.upper(), word.capitalize())
+}
+_VALIDATORS: dict[str, Callable[[str], Any]] = {
+    "date": date.fromisoformat,
+    "timestamp": datetime.fromisoformat,
+}
+
+
+def _validated_text(values: Sequence[str], kind: str) -> Sequence[str]:
+    """Dates and timestamps travel as the source wrote them once they parse as ISO 8601:
+    checking runs in C (deque drains the map), rewriting each value would not."""
+    deque(map(_VALIDATORS[kind], values), maxlen=0)
+    return values
+
+
+def _fast_column(values: Sequence[str], kind: str, nulls: frozenset[str]) -> Sequence[Any]:
     """Convert a column assuming it is clean; raises on any NULL or bad value."""
     if kind == "string":
         if nulls == {""}:
             return [value or None for value in values]
         return [None if value in nulls else value for value in values]
+    if nulls.intersection(values):
+        parser = CHECKED_PARSERS[kind]
+        return [None if value in nulls else parser(value) for value in values]
+    if kind in _VALIDATORS:
+        return _validated_text(values, kind)
+    if kind == "boolean":
+        return list(map(_BOOLEAN_SPELLINGS.__getitem__, values))
     if kind == "integer":
         converted = list(map(int, values))
         if converted and not INT64_MIN <= min(converted) <= max(converted) <= INT64_MAX:
@@ -118,7 +148,7 @@ class RowConverter:
                 for values, kind in zip(columns, self.kinds, strict=True)
             ]
             return list(zip(*converted, strict=True)), []
-        except (ValueError, TypeError, orjson.JSONDecodeError):
+        except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
             return self._convert_row_by_row(rows)
 
     def _convert_row_by_row(self, rows: list[list[str]]) -> tuple[list[Any], list[BadValue]]:

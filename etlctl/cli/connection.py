@@ -59,23 +59,42 @@ def add(
     source: str = typer.Option(..., "--source", "-s", help="The source to read."),
     loader: str = typer.Option(..., "--loader", "-l", help="The loader to write to."),
     mode: SyncMode = typer.Option(SyncMode.FULL_REFRESH, "--mode", "-m", help="Sync mode."),
-    cursor_field: str | None = typer.Option(None, "--cursor-field", help="Field whose growth marks new records (incremental)."),
-    primary_key: str | None = typer.Option(None, "--primary-key", help="Key column(s), comma-separated (dedup)."),
-    schedule: str = typer.Option("manual", "--schedule", help='"manual" or a cron expression like "*/15 * * * *".'),
-    on_error: OnError = typer.Option(OnError.FAIL, "--on-error", help="What a bad record does: fail the run or skip it."),
-    transform_file: Path | None = typer.Option(None, "--transform-file", help="A YAML/JSON file with the transform (docs/transform.md)."),
+    cursor_field: str | None = typer.Option(
+        None, "--cursor-field", help="Field whose growth marks new records (incremental)."
+    ),
+    primary_key: str | None = typer.Option(
+        None, "--primary-key", help="Key column(s), comma-separated (dedup)."
+    ),
+    schedule: str = typer.Option(
+        "manual", "--schedule", help='"manual" or a cron expression like "*/15 * * * *".'
+    ),
+    on_error: OnError = typer.Option(
+        OnError.FAIL, "--on-error", help="What a bad record does: fail the run or skip it."
+    ),
+    transform_file: Path | None = typer.Option(
+        None, "--transform-file", help="A YAML/JSON file with the transform (docs/transform.md)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the created connection as JSON."),
 ) -> None:
     state = app_state(ctx)
     connection = registry.new_connection(
-        name, source, loader, mode, cursor_field, _split_key(primary_key), schedule, on_error,
+        name,
+        source,
+        loader,
+        mode,
+        cursor_field,
+        _split_key(primary_key),
+        schedule,
+        on_error,
         transform=_read_transform(transform_file),
     )
     registry.add_connection(state.store, connection)
     if as_json:
         print_json(connection.to_doc())
     else:
-        say(f'connection "{connection.name}" created ({source} -> {loader}, {mode.value}, id {connection.id})')
+        say(
+            f'connection "{connection.name}" created ({source} -> {loader}, {mode.value}, id {connection.id})'
+        )
 
 
 @app.command(
@@ -94,10 +113,18 @@ def list_(
     rows = []
     for conn in connections:
         last = connection_view(view, conn)["last_run"]
-        rows.append((
-            conn.name, conn.source, conn.loader, conn.mode.value, conn.schedule,
-            f"{last['status']} {when(view.get_run(last['id']).started_at)}" if last else "never",
-        ))
+        rows.append(
+            (
+                conn.name,
+                conn.source,
+                conn.loader,
+                conn.mode.value,
+                conn.schedule,
+                f"{last['status']} {when(view.get_run(last['id']).started_at)}"
+                if last
+                else "never",
+            )
+        )
     print_table(None, ["NAME", "SOURCE", "LOADER", "MODE", "SCHEDULE", "LAST RUN"], rows)
     if not connections:
         say("no connections yet; add one with: etlctl connection add NAME --source S --loader L")
@@ -123,14 +150,20 @@ def show(
     print_fields(
         f"connection {connection.name}",
         [
-            ("id", connection.id), ("source", connection.source), ("loader", connection.loader),
-            ("mode", connection.mode.value), ("cursor field", connection.cursor_field),
-            ("primary key", ", ".join(connection.primary_key)), ("schedule", connection.schedule),
-            ("on error", connection.on_error.value), ("transform", connection.transform),
+            ("id", connection.id),
+            ("source", connection.source),
+            ("loader", connection.loader),
+            ("mode", connection.mode.value),
+            ("cursor field", connection.cursor_field),
+            ("primary key", ", ".join(connection.primary_key)),
+            ("schedule", connection.schedule),
+            ("on error", connection.on_error.value),
+            ("transform", connection.transform),
             ("state", state["state"] if state else "none (the next sync starts from scratch)"),
             ("last run", f"{last['id']} {last['status']}" if last else "never"),
             ("managed by", connection.managed_by or "cli"),
-            ("created", connection.created_at), ("updated", connection.updated_at),
+            ("created", connection.created_at),
+            ("updated", connection.updated_at),
         ],
     )
 
@@ -151,18 +184,27 @@ def update(
     loader: str | None = typer.Option(None, "--loader", "-l", help="Write to another loader."),
     mode: SyncMode | None = typer.Option(None, "--mode", "-m", help="Sync mode."),
     cursor_field: str | None = typer.Option(None, "--cursor-field", help="Cursor field."),
-    primary_key: str | None = typer.Option(None, "--primary-key", help="Key column(s), comma-separated."),
+    primary_key: str | None = typer.Option(
+        None, "--primary-key", help="Key column(s), comma-separated."
+    ),
     schedule: str | None = typer.Option(None, "--schedule", help='"manual" or a cron expression.'),
     on_error: OnError | None = typer.Option(None, "--on-error", help="fail or skip."),
-    transform_file: Path | None = typer.Option(None, "--transform-file", help="A YAML/JSON file with the transform."),
+    transform_file: Path | None = typer.Option(
+        None, "--transform-file", help="A YAML/JSON file with the transform."
+    ),
     no_transform: bool = typer.Option(False, "--no-transform", help="Remove the transform."),
     as_json: bool = typer.Option(False, "--json", help="Print the updated connection as JSON."),
 ) -> None:
     state = app_state(ctx)
     before = state.store.read().get("connection", name)
     changes = {
-        "source": source, "loader": loader, "mode": mode, "cursor_field": cursor_field,
-        "primary_key": _split_key(primary_key), "schedule": schedule, "on_error": on_error,
+        "source": source,
+        "loader": loader,
+        "mode": mode,
+        "cursor_field": cursor_field,
+        "primary_key": _split_key(primary_key),
+        "schedule": schedule,
+        "on_error": on_error,
         "transform": _read_transform(transform_file),
     }
     if no_transform:
@@ -179,7 +221,9 @@ def update(
     "remove",
     help="Remove a connection and its saved state (its run history stays).\n\nExamples:\n\n  etlctl connection remove users-to-wh",
 )
-def remove(ctx: typer.Context, name: str = typer.Argument(..., help="Name of the connection.")) -> None:
+def remove(
+    ctx: typer.Context, name: str = typer.Argument(..., help="Name of the connection.")
+) -> None:
     registry.remove_connection(app_state(ctx).store, name)
     say(f'connection "{name}" removed')
 
@@ -188,7 +232,9 @@ def remove(ctx: typer.Context, name: str = typer.Argument(..., help="Name of the
     "reset",
     help="Forget a connection's saved state: the next sync starts from scratch.\n\nExamples:\n\n  etlctl connection reset users-to-wh",
 )
-def reset(ctx: typer.Context, name: str = typer.Argument(..., help="Name of the connection.")) -> None:
+def reset(
+    ctx: typer.Context, name: str = typer.Argument(..., help="Name of the connection.")
+) -> None:
     previous = registry.reset_connection(app_state(ctx).store, name)
     if previous and previous.state:
         say(f'connection "{name}" reset (was: {previous.state})')

@@ -8,7 +8,9 @@ from etlctl import catalog
 from etlctl.cli.output import print_json, print_table
 from etlctl.errors import ValidationError
 
-app = typer.Typer(help="Inspect the built-in connector types and their config specs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect the built-in connector types and their config specs.", no_args_is_help=True
+)
 
 
 @app.command(
@@ -23,11 +25,18 @@ def list_(
         raise ValidationError(f"--role must be extractor or loader, got {role!r}")
     infos = catalog.connectors(role)
     if as_json:
-        print_json([
-            {"type": i.type, "role": i.role, "image": i.image, "description": i.description,
-             "modes": list(i.modes)}
-            for i in infos
-        ])
+        print_json(
+            [
+                {
+                    "type": i.type,
+                    "role": i.role,
+                    "image": i.image,
+                    "description": i.description,
+                    "modes": list(i.modes),
+                }
+                for i in infos
+            ]
+        )
         return
     print_table(
         None,
@@ -45,7 +54,9 @@ def list_(
 )
 def spec(
     connector_type: str = typer.Argument(..., metavar="TYPE", help="The connector type."),
-    role: str | None = typer.Option(None, "--role", help="extractor or loader, when the type is both."),
+    role: str | None = typer.Option(
+        None, "--role", help="extractor or loader, when the type is both."
+    ),
 ) -> None:
     roles = [role] if role else ["extractor", "loader"]
     found = [info for r in roles if (info := catalog.find_connector(r, connector_type))]

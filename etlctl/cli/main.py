@@ -83,7 +83,10 @@ def root(
     ),
     debug: bool = typer.Option(False, "--debug", help="Print tracebacks of errors."),
     version_flag: bool = typer.Option(
-        False, "--version", help="Print the version and exit.", callback=_show_version,
+        False,
+        "--version",
+        help="Print the version and exit.",
+        callback=_show_version,
         is_eager=True,
     ),
 ) -> None:

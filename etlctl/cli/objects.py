@@ -42,7 +42,9 @@ def read_config_options(
     """--config-file first, then --config KEY=VALUE pairs on top of it."""
     info = catalog.find_connector(catalog.ROLE_OF_KIND[kind], connector_type)
     config = catalog.load_config_file(config_file) if config_file else {}
-    return catalog.merge_config(config, catalog.parse_config_pairs(pairs, info.spec if info else None))
+    return catalog.merge_config(
+        config, catalog.parse_config_pairs(pairs, info.spec if info else None)
+    )
 
 
 def build_app(kind: str) -> typer.Typer:
@@ -66,10 +68,20 @@ def build_app(kind: str) -> typer.Typer:
     def add(
         ctx: typer.Context,
         name: str = typer.Argument(..., help=f"Name of the {kind} (lowercase, digits, - and _)."),
-        connector_type: str = typer.Option(..., "--type", "-t", help="Connector type: see `etlctl connectors list`."),
-        config: list[str] = typer.Option([], "--config", "-c", help="A config field, KEY=VALUE (repeatable; nested: a.b=VALUE)."),
-        config_file: Path | None = typer.Option(None, "--config-file", "-f", help="A JSON or YAML file with config fields."),
-        image: str | None = typer.Option(None, "--image", help="A custom connector image that follows docs/connector-protocol.md."),
+        connector_type: str = typer.Option(
+            ..., "--type", "-t", help="Connector type: see `etlctl connectors list`."
+        ),
+        config: list[str] = typer.Option(
+            [], "--config", "-c", help="A config field, KEY=VALUE (repeatable; nested: a.b=VALUE)."
+        ),
+        config_file: Path | None = typer.Option(
+            None, "--config-file", "-f", help="A JSON or YAML file with config fields."
+        ),
+        image: str | None = typer.Option(
+            None,
+            "--image",
+            help="A custom connector image that follows docs/connector-protocol.md.",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the created object as JSON."),
     ) -> None:
         state = app_state(ctx)
@@ -100,8 +112,13 @@ def build_app(kind: str) -> typer.Typer:
             None,
             ["NAME", "TYPE", "IMAGE", "CONNECTIONS", "UPDATED"],
             [
-                (item.name, item.type, masked_view(item)["image"],
-                 ", ".join(used.get(item.name, [])) or "-", when(item.updated_at))
+                (
+                    item.name,
+                    item.type,
+                    masked_view(item)["image"],
+                    ", ".join(used.get(item.name, [])) or "-",
+                    when(item.updated_at),
+                )
                 for item in items
             ],
         )
@@ -126,10 +143,16 @@ def build_app(kind: str) -> typer.Typer:
             return
         print_fields(
             f"{kind} {item.name}",
-            [("id", item.id), ("type", item.type), ("image", doc["image"]),
-             ("config", doc["config"]), ("connections", ", ".join(doc["connections"]) or "-"),
-             ("managed by", item.managed_by or "cli"), ("created", item.created_at),
-             ("updated", item.updated_at)],
+            [
+                ("id", item.id),
+                ("type", item.type),
+                ("image", doc["image"]),
+                ("config", doc["config"]),
+                ("connections", ", ".join(doc["connections"]) or "-"),
+                ("managed by", item.managed_by or "cli"),
+                ("created", item.created_at),
+                ("updated", item.updated_at),
+            ],
         )
 
     @app.command(
@@ -145,13 +168,23 @@ def build_app(kind: str) -> typer.Typer:
     def update(
         ctx: typer.Context,
         name: str = typer.Argument(..., help=f"Name of the {kind}."),
-        config: list[str] = typer.Option([], "--config", "-c", help="Set a config field, KEY=VALUE (repeatable)."),
-        config_file: Path | None = typer.Option(None, "--config-file", "-f", help="A JSON or YAML file with config fields."),
-        replace: bool = typer.Option(False, "--replace", help="Replace the whole config instead of merging into it."),
+        config: list[str] = typer.Option(
+            [], "--config", "-c", help="Set a config field, KEY=VALUE (repeatable)."
+        ),
+        config_file: Path | None = typer.Option(
+            None, "--config-file", "-f", help="A JSON or YAML file with config fields."
+        ),
+        replace: bool = typer.Option(
+            False, "--replace", help="Replace the whole config instead of merging into it."
+        ),
         unset: list[str] = typer.Option([], "--unset", help="Remove a config field (repeatable)."),
-        connector_type: str | None = typer.Option(None, "--type", "-t", help="Change the connector type."),
+        connector_type: str | None = typer.Option(
+            None, "--type", "-t", help="Change the connector type."
+        ),
         image: str | None = typer.Option(None, "--image", help="Use this custom image."),
-        default_image: bool = typer.Option(False, "--default-image", help="Go back to the built-in image."),
+        default_image: bool = typer.Option(
+            False, "--default-image", help="Go back to the built-in image."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the updated object as JSON."),
     ) -> None:
         state = app_state(ctx)
@@ -169,7 +202,9 @@ def build_app(kind: str) -> typer.Typer:
         if as_json:
             print_json(masked_view(item))
         else:
-            say(f'{kind} "{item.name}" {"updated" if item.updated_at != current.updated_at else "unchanged"}')
+            say(
+                f'{kind} "{item.name}" {"updated" if item.updated_at != current.updated_at else "unchanged"}'
+            )
 
     @app.command(
         "remove",

@@ -12,7 +12,9 @@ from etlctl.cli.output import app_state, print_fields, print_json, print_table, 
 from etlctl.errors import NotFoundError, ValidationError
 from etlctl.models import Run, RunStatus
 
-app = typer.Typer(help="Inspect sync runs: status, counts, duration, errors, logs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect sync runs: status, counts, duration, errors, logs.", no_args_is_help=True
+)
 
 LOG_TAIL_LINES = 20
 
@@ -43,9 +45,12 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     view = app_state(ctx).store.read()
-    if connection is not None and view.find("connection", connection) is None:
-        if not view.list_runs(connection):
-            raise NotFoundError(f"connection {connection!r} does not exist and has no runs")
+    if (
+        connection is not None
+        and view.find("connection", connection) is None
+        and not view.list_runs(connection)
+    ):
+        raise NotFoundError(f"connection {connection!r} does not exist and has no runs")
     runs = view.list_runs(connection, status)[:limit]
     if as_json:
         print_json([run_summary(run) for run in runs])
@@ -54,9 +59,16 @@ def list_(
         None,
         ["RUN", "CONNECTION", "STATUS", "TRIGGER", "STARTED", "DURATION", "LOADED", "ERROR"],
         [
-            (run.id, run.connection, run.status.value, run.trigger, when(run.started_at),
-             f"{run.duration_seconds:.1f}s" if run.duration_seconds is not None else "-",
-             f"{run.records_loaded:,}", (run.error or "")[:80])
+            (
+                run.id,
+                run.connection,
+                run.status.value,
+                run.trigger,
+                when(run.started_at),
+                f"{run.duration_seconds:.1f}s" if run.duration_seconds is not None else "-",
+                f"{run.records_loaded:,}",
+                (run.error or "")[:80],
+            )
             for run in runs
         ],
     )
@@ -82,15 +94,26 @@ def show(
     print_fields(
         f"run {run.id}",
         [
-            ("connection", run.connection), ("status", run.status.value),
-            ("trigger", run.trigger), ("runtime", run.runtime),
-            ("started", when(run.started_at)), ("ended", when(run.ended_at)),
-            ("duration", f"{run.duration_seconds:.1f}s" if run.duration_seconds is not None else None),
-            ("extracted", f"{run.records_extracted:,}"), ("loaded", f"{run.records_loaded:,}"),
-            ("skipped", f"{run.records_skipped:,}"), ("bytes", f"{run.bytes:,}"),
+            ("connection", run.connection),
+            ("status", run.status.value),
+            ("trigger", run.trigger),
+            ("runtime", run.runtime),
+            ("started", when(run.started_at)),
+            ("ended", when(run.ended_at)),
+            (
+                "duration",
+                f"{run.duration_seconds:.1f}s" if run.duration_seconds is not None else None,
+            ),
+            ("extracted", f"{run.records_extracted:,}"),
+            ("loaded", f"{run.records_loaded:,}"),
+            ("skipped", f"{run.records_skipped:,}"),
+            ("bytes", f"{run.bytes:,}"),
             ("rows/s", f"{rate:,.0f}" if rate else None),
-            ("state before", run.state_before), ("state after", run.state_after),
-            ("error", run.error), ("log", run.log_path), ("rejects", run.rejects_path),
+            ("state before", run.state_before),
+            ("state after", run.state_after),
+            ("error", run.error),
+            ("log", run.log_path),
+            ("rejects", run.rejects_path),
         ],
     )
     if log_tail:

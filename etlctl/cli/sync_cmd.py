@@ -37,8 +37,13 @@ class _LiveDisplay:
         loaded = progress.run.records_loaded if progress else 0
         rate = loaded / elapsed if elapsed > 0 else 0
         table.add_row("sync", self.connection)
-        table.add_row("extracted", f"{extracted:,}" + (" (done)" if progress and progress.extractor_done else ""))
-        table.add_row("loaded", f"{loaded:,}" + (" (done)" if progress and progress.loader_done else ""))
+        table.add_row(
+            "extracted",
+            f"{extracted:,}" + (" (done)" if progress and progress.extractor_done else ""),
+        )
+        table.add_row(
+            "loaded", f"{loaded:,}" + (" (done)" if progress and progress.loader_done else "")
+        )
         table.add_row("rate", f"{rate:,.0f} records/s")
         table.add_row("elapsed", f"{elapsed:,.1f}s")
         return table
@@ -72,12 +77,32 @@ class _PlainProgress:
 def sync(
     ctx: typer.Context,
     connection: str = typer.Argument(..., help="The connection to sync."),
-    runtime: str = typer.Option("docker", "--runtime", help="docker (default) or local (subprocesses, no Docker)."),
-    amqp_url: str | None = typer.Option(None, "--amqp-url", envvar="ETLCTL_AMQP_URL", help="RabbitMQ URL (default amqp://guest:guest@127.0.0.1:5672/%2F).", show_default=False),
-    network: str = typer.Option("host", "--network", help="Docker network for the connectors: host, or a network name (compose)."),
-    timeout: float = typer.Option(orchestrator.DEFAULT_TIMEOUT_SECONDS, "--timeout", help="Seconds before the sync is stopped and failed."),
-    batch_size: int = typer.Option(2000, "--batch-size", min=1, max=100_000, help="Records per message."),
-    trigger: str = typer.Option("manual", "--trigger", hidden=True, help="manual or schedule (set by crontab entries)."),
+    runtime: str = typer.Option(
+        "docker", "--runtime", help="docker (default) or local (subprocesses, no Docker)."
+    ),
+    amqp_url: str | None = typer.Option(
+        None,
+        "--amqp-url",
+        envvar="ETLCTL_AMQP_URL",
+        help="RabbitMQ URL (default amqp://guest:guest@127.0.0.1:5672/%2F).",
+        show_default=False,
+    ),
+    network: str = typer.Option(
+        "host",
+        "--network",
+        help="Docker network for the connectors: host, or a network name (compose).",
+    ),
+    timeout: float = typer.Option(
+        orchestrator.DEFAULT_TIMEOUT_SECONDS,
+        "--timeout",
+        help="Seconds before the sync is stopped and failed.",
+    ),
+    batch_size: int = typer.Option(
+        2000, "--batch-size", min=1, max=100_000, help="Records per message."
+    ),
+    trigger: str = typer.Option(
+        "manual", "--trigger", hidden=True, help="manual or schedule (set by crontab entries)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Run one sync of a connection: extractor and loader containers through RabbitMQ.
@@ -94,8 +119,12 @@ def sync(
     """
     state = app_state(ctx)
     options = SyncOptions(
-        runtime=runtime, amqp_url=amqp_url, network=network, timeout=timeout,
-        trigger=trigger, batch_records=batch_size,
+        runtime=runtime,
+        amqp_url=amqp_url,
+        network=network,
+        timeout=timeout,
+        trigger=trigger,
+        batch_records=batch_size,
     )
     display = _LiveDisplay(connection) if stderr.is_terminal and not as_json else None
     reporter = display or _PlainProgress(connection)
@@ -142,7 +171,9 @@ def _print_outcome(run) -> None:
 def gc(
     ctx: typer.Context,
     runtime: str = typer.Option("docker", "--runtime", help="docker or local."),
-    amqp_url: str | None = typer.Option(None, "--amqp-url", envvar="ETLCTL_AMQP_URL", help="RabbitMQ URL.", show_default=False),
+    amqp_url: str | None = typer.Option(
+        None, "--amqp-url", envvar="ETLCTL_AMQP_URL", help="RabbitMQ URL.", show_default=False
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
 ) -> None:
     """Remove containers and queues that killed syncs left behind; mark their runs failed.

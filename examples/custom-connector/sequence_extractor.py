@@ -48,7 +48,9 @@ class Publisher:
     def data(self, kind, body):
         self.seq += 1
         properties = pika.BasicProperties(
-            type=kind, delivery_mode=2, content_type="application/json",
+            type=kind,
+            delivery_mode=2,
+            content_type="application/json",
             headers={"run_id": self.run["run"]["id"], "seq": self.seq},
         )
         payload = json.dumps(body).encode()
@@ -75,7 +77,9 @@ def run():
         start = int(run_file["state"].get("cursor", 1))
     publisher = Publisher(run_file)
     try:
-        publisher.data("SCHEMA", {"stream": "sequence", "columns": COLUMNS, "key_properties": ["n"]})
+        publisher.data(
+            "SCHEMA", {"stream": "sequence", "columns": COLUMNS, "key_properties": ["n"]}
+        )
         sent = 0
         batch = []
         for n in range(start, count + 1):
@@ -106,7 +110,13 @@ def main():
     elif command == "check":
         count = read_run_file()["config"].get("count")
         ok = str(count).isdigit()
-        print(json.dumps({"status": "ok"} if ok else {"status": "failed", "message": "count must be a non-negative integer"}))
+        print(
+            json.dumps(
+                {"status": "ok"}
+                if ok
+                else {"status": "failed", "message": "count must be a non-negative integer"}
+            )
+        )
         sys.exit(0 if ok else 1)
     elif command == "run":
         try:

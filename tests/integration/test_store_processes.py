@@ -23,8 +23,9 @@ prefix, count = sys.argv[2], int(sys.argv[3])
 for i in range(count):
     with store.transaction(timeout=120) as view:
         # Two objects per transaction: a torn write would show one without the other.
-        view.save(Source(id=f"a{prefix}{i}", name=f"{prefix}-a-{i}", type="csv", config={"path": "/x"}))
-        view.save(Source(id=f"b{prefix}{i}", name=f"{prefix}-b-{i}", type="csv", config={"path": "/x"}))
+        for side in ("a", "b"):
+            view.save(Source(id=f"{side}{prefix}{i}", name=f"{prefix}-{side}-{i}", type="csv",
+                             config={"path": "/x"}))
 """
 
 

@@ -25,7 +25,9 @@ ETLCTL = [sys.executable, "-m", "etlctl"]
 def leftover_containers(connection: str) -> list[str]:
     out = subprocess.run(
         ["docker", "ps", "-a", "-q", "--filter", f"label=io.etlctl.connection={connection}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return out.split()
 
@@ -42,10 +44,16 @@ def write_users_csv(path: Path, rows: int, start: int = 1) -> None:
         writer = csv.writer(handle)
         writer.writerow(["id", "updated_at", "name", "amount", "active", "note"])
         for i in range(start, start + rows):
-            writer.writerow([
-                i, f"2024-05-01T{i % 24:02d}:00:00", f"user {i}", f"{i * 1.5:.2f}",
-                "true" if i % 2 else "false", "" if i % 5 == 0 else f"n{i}",
-            ])
+            writer.writerow(
+                [
+                    i,
+                    f"2024-05-01T{i % 24:02d}:00:00",
+                    f"user {i}",
+                    f"{i * 1.5:.2f}",
+                    "true" if i % 2 else "false",
+                    "" if i % 5 == 0 else f"n{i}",
+                ]
+            )
 
 
 @pytest.fixture
@@ -64,8 +72,15 @@ def etl(tmp_path, services):
     return invoke
 
 
-def _register_csv_to(etl, tmp_path, name: str, loader_type: str, rows: int, target: Path,
-                     runtime_extra: tuple[str, ...] = ()) -> Path:
+def _register_csv_to(
+    etl,
+    tmp_path,
+    name: str,
+    loader_type: str,
+    rows: int,
+    target: Path,
+    runtime_extra: tuple[str, ...] = (),
+) -> Path:
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     source_file = data / f"{name}.csv"
@@ -132,7 +147,9 @@ def test_a_missing_source_file_fails_with_the_reason(etl, tmp_path):
     source_file = _register_csv_to(etl, tmp_path, "gone", "sqlite", 10, target)
     source_file.unlink()
     result = etl("sync", "gone", code=1)
-    assert "gone.csv" in result.stderr or "No such file" in result.stderr or "no file" in result.stderr
+    assert (
+        "gone.csv" in result.stderr or "No such file" in result.stderr or "no file" in result.stderr
+    )
     assert leftover_containers("gone") == [] and leftover_queues("gone") == []
 
 
@@ -141,7 +158,9 @@ def test_a_concurrent_sync_of_the_same_connection_is_refused(etl, tmp_path):
     _register_csv_to(etl, tmp_path, "twice", "sqlite", 300_000, target)
     first = subprocess.Popen(
         [*ETLCTL, "--store", str(etl.store_path), "sync", "twice"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -150,7 +169,7 @@ def test_a_concurrent_sync_of_the_same_connection_is_refused(etl, tmp_path):
         second = etl("sync", "twice", code=4)
         assert "already syncing" in second.stderr
     finally:
-        out, err = first.communicate(timeout=300)
+        _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert sqlite3.connect(target).execute("SELECT count(*) FROM users").fetchone() == (300_000,)
 
@@ -161,9 +180,13 @@ def test_a_timeout_stops_and_removes_everything(etl, tmp_path):
     result = etl("sync", "slow", "--timeout", "3", code=7)
     assert "did not finish within 3s" in result.stderr
     assert leftover_containers("slow") == [] and leftover_queues("slow") == []
-    assert not target.exists() or sqlite3.connect(target).execute(
-        "SELECT name FROM sqlite_master WHERE name = 'users'"
-    ).fetchone() is None
+    assert (
+        not target.exists()
+        or sqlite3.connect(target)
+        .execute("SELECT name FROM sqlite_master WHERE name = 'users'")
+        .fetchone()
+        is None
+    )
 
 
 def test_local_runtime_runs_the_same_sync(etl, tmp_path):

@@ -31,9 +31,23 @@ def cli(store_path):
 def _registered(cli, tmp_path):
     cli("source", "add", "users", "--type", "csv", "--config", f"path={tmp_path}/users.csv")
     cli(
-        "loader", "add", "wh", "--type", "postgres", "--config", "host=127.0.0.1",
-        "--config", "port=5432", "--config", "dbname=wh", "--config", "user=etl",
-        "--config", "password=s3cr3t-sentinel", "--config", "table=users",
+        "loader",
+        "add",
+        "wh",
+        "--type",
+        "postgres",
+        "--config",
+        "host=127.0.0.1",
+        "--config",
+        "port=5432",
+        "--config",
+        "dbname=wh",
+        "--config",
+        "user=etl",
+        "--config",
+        "password=s3cr3t-sentinel",
+        "--config",
+        "table=users",
     )
     cli("connection", "add", "users-to-wh", "--source", "users", "--loader", "wh")
 
@@ -45,10 +59,20 @@ def test_version(cli):
 @pytest.mark.parametrize(
     "command",
     [
-        [], ["source"], ["source", "add"], ["source", "list"], ["source", "show"],
-        ["source", "update"], ["source", "remove"], ["loader", "add"], ["connection"],
-        ["connection", "add"], ["connection", "update"], ["connection", "reset"],
-        ["connectors", "list"], ["connectors", "spec"],
+        [],
+        ["source"],
+        ["source", "add"],
+        ["source", "list"],
+        ["source", "show"],
+        ["source", "update"],
+        ["source", "remove"],
+        ["loader", "add"],
+        ["connection"],
+        ["connection", "add"],
+        ["connection", "update"],
+        ["connection", "reset"],
+        ["connectors", "list"],
+        ["connectors", "spec"],
     ],
 )
 def test_every_help_has_a_purpose_and_an_example(cli, command):
@@ -81,8 +105,10 @@ def test_ids_are_stable_across_updates(cli, tmp_path):
     after = json.loads(cli("source", "show", "users", "--json").stdout)
     assert after["id"] == before["id"]
     assert after["config"] == {"path": f"{tmp_path}/users.csv", "delimiter": ";"}
-    assert cli("source", "update", "users", "--config", "delimiter=;").stdout.strip().endswith(
-        "unchanged"
+    assert (
+        cli("source", "update", "users", "--config", "delimiter=;")
+        .stdout.strip()
+        .endswith("unchanged")
     )
 
 
@@ -90,8 +116,14 @@ def test_ids_are_stable_across_updates(cli, tmp_path):
     ("args", "message"),
     [
         (["--type", "csv"], "missing required config field 'path'"),
-        (["--type", "csv", "--config", "path=/x", "--config", "colour=red"], "unknown config field 'colour'"),
-        (["--type", "csv", "--config", "path=/x", "--config", "header=maybe"], "'header' must be true or false"),
+        (
+            ["--type", "csv", "--config", "path=/x", "--config", "colour=red"],
+            "unknown config field 'colour'",
+        ),
+        (
+            ["--type", "csv", "--config", "path=/x", "--config", "header=maybe"],
+            "'header' must be true or false",
+        ),
         (["--type", "nosuch"], "unknown extractor type 'nosuch'"),
         (["--type", "csv", "--config", "novalue"], "--config expects KEY=VALUE"),
     ],
@@ -124,9 +156,10 @@ def test_removing_a_used_source_is_refused_naming_the_connection(cli, tmp_path, 
 
 def test_duplicates_and_missing_objects(cli, tmp_path):
     _registered(cli, tmp_path)
-    assert "exists already" in cli(
-        "source", "add", "users", "--type", "csv", "--config", "path=/x", code=4
-    ).stderr
+    assert (
+        "exists already"
+        in cli("source", "add", "users", "--type", "csv", "--config", "path=/x", code=4).stderr
+    )
     assert "does not exist" in cli("source", "show", "nope", code=3).stderr
     result = cli("connection", "add", "c2", "--source", "nope", "--loader", "wh", code=2)
     assert "source 'nope'" in result.stderr
@@ -134,17 +167,50 @@ def test_duplicates_and_missing_objects(cli, tmp_path):
 
 def test_connection_modes_need_their_fields(cli, tmp_path):
     _registered(cli, tmp_path)
-    assert "needs --cursor-field" in cli(
-        "connection", "add", "inc", "--source", "users", "--loader", "wh", "--mode",
-        "incremental", code=2,
-    ).stderr
-    assert "needs --primary-key" in cli(
-        "connection", "add", "dd", "--source", "users", "--loader", "wh", "--mode", "dedup",
-        code=2,
-    ).stderr
+    assert (
+        "needs --cursor-field"
+        in cli(
+            "connection",
+            "add",
+            "inc",
+            "--source",
+            "users",
+            "--loader",
+            "wh",
+            "--mode",
+            "incremental",
+            code=2,
+        ).stderr
+    )
+    assert (
+        "needs --primary-key"
+        in cli(
+            "connection",
+            "add",
+            "dd",
+            "--source",
+            "users",
+            "--loader",
+            "wh",
+            "--mode",
+            "dedup",
+            code=2,
+        ).stderr
+    )
     cli(
-        "connection", "add", "dd", "--source", "users", "--loader", "wh", "--mode", "dedup",
-        "--primary-key", "id, region", "--cursor-field", "updated_at",
+        "connection",
+        "add",
+        "dd",
+        "--source",
+        "users",
+        "--loader",
+        "wh",
+        "--mode",
+        "dedup",
+        "--primary-key",
+        "id, region",
+        "--cursor-field",
+        "updated_at",
     )
     shown = json.loads(cli("connection", "show", "dd", "--json").stdout)
     assert shown["primary_key"] == ["id", "region"]
@@ -152,14 +218,19 @@ def test_connection_modes_need_their_fields(cli, tmp_path):
 
 @pytest.mark.parametrize(
     ("schedule", "ok"),
-    [("*/15 * * * *", True), ("@daily", True), ("manual", True), ("61 * * * *", False),
-     ("* * *", False), ("@sometimes", False), ("* * * * *\n* * * * * rm -rf /", False)],
+    [
+        ("*/15 * * * *", True),
+        ("@daily", True),
+        ("manual", True),
+        ("61 * * * *", False),
+        ("* * *", False),
+        ("@sometimes", False),
+        ("* * * * *\n* * * * * rm -rf /", False),
+    ],
 )
 def test_schedules_are_validated(cli, tmp_path, schedule, ok):
     _registered(cli, tmp_path)
-    result = cli(
-        "connection", "update", "users-to-wh", "--schedule", schedule, code=0 if ok else 2
-    )
+    result = cli("connection", "update", "users-to-wh", "--schedule", schedule, code=0 if ok else 2)
     if not ok:
         assert "schedule" in result.stderr
 
@@ -168,10 +239,14 @@ def test_config_file_yaml_and_json(cli, tmp_path):
     (tmp_path / "src.yaml").write_text("path: /data/a.csv\ndelimiter: ';'\nheader: true\n")
     cli("source", "add", "a", "--type", "csv", "--config-file", str(tmp_path / "src.yaml"))
     (tmp_path / "src.json").write_text('{"path": "/data/b.csv", "header": "yes"}')
-    result = cli("source", "add", "b", "--type", "csv", "--config-file", str(tmp_path / "src.json"), code=2)
+    result = cli(
+        "source", "add", "b", "--type", "csv", "--config-file", str(tmp_path / "src.json"), code=2
+    )
     assert "'header' must be of type boolean" in result.stderr
     (tmp_path / "dup.yaml").write_text("path: /a\npath: /b\n")
-    result = cli("source", "add", "c", "--type", "csv", "--config-file", str(tmp_path / "dup.yaml"), code=2)
+    result = cli(
+        "source", "add", "c", "--type", "csv", "--config-file", str(tmp_path / "dup.yaml"), code=2
+    )
     assert "duplicate key 'path'" in result.stderr
 
 

@@ -78,10 +78,14 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path):
 
 def test_an_older_store_is_migrated_on_the_next_write(tmp_path, monkeypatch):
     path = tmp_path / "store.json"
-    path.write_text(json.dumps({
-        "_meta": {"1": {"app": "etlctl", "schema_version": 1}},
-        "sources": {"1": {**_source("old").to_doc(), "config": {"file": "/d/old.csv"}}},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "_meta": {"1": {"app": "etlctl", "schema_version": 1}},
+                "sources": {"1": {**_source("old").to_doc(), "config": {"file": "/d/old.csv"}}},
+            }
+        )
+    )
 
     def rename_file_to_path(document):
         for doc in document["sources"].values():

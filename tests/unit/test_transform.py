@@ -8,8 +8,11 @@ from connectors.sdk.protocol import Column
 from connectors.sdk.transform import Transform, TransformError
 
 COLUMNS = [
-    Column("id", "integer"), Column("email", "string"), Column("amount", "number"),
-    Column("country", "string"), Column("notes", "string"),
+    Column("id", "integer"),
+    Column("email", "string"),
+    Column("amount", "number"),
+    Column("country", "string"),
+    Column("notes", "string"),
 ]
 
 
@@ -18,16 +21,26 @@ def plan(spec):
 
 
 def test_all_steps_in_order():
-    p = plan({
-        "filter": ["country in ['GB', 'FR']", "amount >= 10", {"column": "email", "op": "is not null"}],
-        "exclude": ["notes"],
-        "rename": {"amount": "amount_gbp"},
-        "cast": {"amount_gbp": "integer"},
-        "add": {"source_system": "crm", "version": 2},
-    })
+    p = plan(
+        {
+            "filter": [
+                "country in ['GB', 'FR']",
+                "amount >= 10",
+                {"column": "email", "op": "is not null"},
+            ],
+            "exclude": ["notes"],
+            "rename": {"amount": "amount_gbp"},
+            "cast": {"amount_gbp": "integer"},
+            "add": {"source_system": "crm", "version": 2},
+        }
+    )
     assert [(c.name, c.type) for c in p.output_columns] == [
-        ("id", "integer"), ("email", "string"), ("amount_gbp", "integer"),
-        ("country", "string"), ("source_system", "string"), ("version", "integer"),
+        ("id", "integer"),
+        ("email", "string"),
+        ("amount_gbp", "integer"),
+        ("country", "string"),
+        ("source_system", "string"),
+        ("version", "integer"),
     ]
     assert p.apply_row([1, "a@x", 12.0, "GB", "n"]) == [1, "a@x", 12, "GB", "crm", 2]
     assert p.apply_row([2, "b@x", 9.5, "GB", "n"]) is None

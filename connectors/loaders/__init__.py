@@ -1,0 +1,1 @@
+"""Built-in loaders: one module per target type."""

@@ -1,0 +1,265 @@
+"""A SQLite table: created with column types, exactly-once, schema evolution.
+
+* full_refresh writes into a staging table that replaces the target in one transaction at
+  END, so a failed sync leaves the previous table whole;
+* incremental appends; with a primary key (and always in dedup) rows are upserted, keeping
+  the latest version by cursor when there is one, else the last one seen;
+* every commit writes ``(connection, run_id, last_seq)`` into ``_etlctl_loads`` in the same
+  transaction as the rows: a loader restarted after a crash skips what it committed.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any
+
+import orjson
+
+from connectors.sdk import Column, ConfigError, ConnectorError, Loader, LoadMark, Schema
+
+SQL_TYPES = {
+    "integer": "INTEGER",
+    "number": "REAL",
+    # BOOLEAN has NUMERIC affinity: True/False are stored as 1/0, which SQLite calls true.
+    "boolean": "BOOLEAN",
+    "string": "TEXT",
+    # Dates, timestamps and JSON are TEXT on purpose: a declared type such as DATE or JSON
+    # would get NUMERIC affinity and turn the text "2024" or "123" into numbers.
+    "date": "TEXT",
+    "timestamp": "TEXT",
+    "json": "TEXT",
+}
+LOADS_TABLE = "_etlctl_loads"
+STAGING_PREFIX = "_etlctl_staging_"
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class SqliteLoader(Loader):
+    def __init__(self, config: dict[str, Any], context: Any) -> None:
+        super().__init__(config, context)
+        self.path: str = config["path"]
+        self.table: str = config["table"]
+        self.key: tuple[str, ...] = tuple(context.sync.primary_key)
+        self.cursor_field: str | None = context.sync.cursor_field
+        self.full_refresh = context.sync.mode == "full_refresh"
+        self.write_table = STAGING_PREFIX + self.table if self.full_refresh else self.table
+        self.upsert = bool(self.key)
+        self.db: sqlite3.Connection | None = None
+        self.resuming = False
+        self._statements: dict[tuple[str, ...], tuple[str, list[int]]] = {}
+        self._json_columns: set[str] = set()
+        self.load_name = context.connection or self.table
+
+    # --- check -----------------------------------------------------------------------------
+    def check(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise ConfigError(f"directory {directory} does not exist")
+        if not os.access(directory, os.W_OK):
+            raise ConfigError(f"directory {directory} is not writable")
+        if os.path.exists(self.path):
+            try:
+                with sqlite3.connect(self.path) as db:
+                    db.execute("PRAGMA schema_version").fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise ConfigError(f"{self.path} is not a SQLite database: {exc}") from None
+            finally:
+                db.close()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> LoadMark:
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
+        except sqlite3.Error as exc:
+            raise ConnectorError(f"cannot open {self.path}: {exc}") from None
+        db = self.db
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (connection TEXT NOT NULL, "
+            "run_id TEXT NOT NULL, last_seq INTEGER NOT NULL, records INTEGER NOT NULL, "
+            "loaded_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (connection, run_id))"
+        )
+        found = db.execute(
+            f"SELECT last_seq, records FROM {LOADS_TABLE} WHERE connection = ? AND run_id = ?",
+            (self.load_name, self.context.run_id),
+        ).fetchone()
+        self.resuming = found is not None
+        db.execute("BEGIN")
+        return LoadMark(seq=found[0], records=found[1]) if found else LoadMark()
+
+    def begin(self, schema: Schema) -> None:
+        db = self._db()
+        self._json_columns = {c.name for c in schema.columns if c.type == "json"}
+        if self.full_refresh and not self.resuming:
+            # A staging table left by a failed earlier run is stale: start it afresh.
+            db.execute(f"DROP TABLE IF EXISTS {quote(self.write_table)}")
+        if self._existing_columns(self.write_table):
+            self._add_missing_columns(schema.columns)
+        else:
+            db.execute(self._create_table_sql(self.write_table, schema.columns))
+        if self.upsert:
+            self._ensure_unique_key()
+
+    def resume(self, columns: list[str]) -> None:
+        existing = self._existing_columns(self.write_table)
+        if not existing:
+            raise ConnectorError(
+                f"cannot resume: table {self.write_table!r} is gone from {self.path}"
+            )
+        self._json_columns = set()  # unknown after a restart: JSON values are encoded anyway
+
+    def add_columns(self, columns: list[Column]) -> None:
+        self._json_columns |= {c.name for c in columns if c.type == "json"}
+        self._add_missing_columns(columns)
+        self._statements.clear()
+
+    def write_batch(self, columns: list[str], rows: list[list[Any]]) -> None:
+        statement, json_indexes = self._statement(tuple(columns))
+        for index in json_indexes:
+            for row in rows:
+                value = row[index]
+                if value is not None:
+                    row[index] = orjson.dumps(value).decode()
+        try:
+            self._db().executemany(statement, rows)
+        except (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError) as exc:
+            raise ConnectorError(self._describe_unstorable(columns, rows, exc)) from None
+        except sqlite3.IntegrityError as exc:
+            raise ConnectorError(f"table {self.table!r}: {exc}") from None
+
+    def commit(self, mark: LoadMark) -> None:
+        db = self._db()
+        self._record_mark(mark)
+        db.execute("COMMIT")
+        db.execute("BEGIN")
+
+    def finish(self, mark: LoadMark) -> None:
+        db = self._db()
+        if self.full_refresh:
+            # Swap in the same transaction as the last rows and the mark: all or nothing.
+            db.execute(f"DROP TABLE IF EXISTS {quote(self.table)}")
+            db.execute(f"ALTER TABLE {quote(self.write_table)} RENAME TO {quote(self.table)}")
+        self._record_mark(mark)
+        db.execute(
+            f"DELETE FROM {LOADS_TABLE} WHERE connection = ? AND run_id <> ?",
+            (self.load_name, self.context.run_id),
+        )
+        db.execute("COMMIT")
+
+    def close(self, failed: bool) -> None:
+        if self.db is None:
+            return
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        self.db.close()
+        self.db = None
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        if self.db is None:
+            raise ConnectorError("the sqlite loader is not started")
+        return self.db
+
+    def _record_mark(self, mark: LoadMark) -> None:
+        self._db().execute(
+            f"INSERT INTO {LOADS_TABLE} (connection, run_id, last_seq, records) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (connection, run_id) DO UPDATE SET "
+            "last_seq = excluded.last_seq, records = excluded.records, "
+            "loaded_at = CURRENT_TIMESTAMP",
+            (self.load_name, self.context.run_id, mark.seq, mark.records),
+        )
+
+    def _existing_columns(self, table: str) -> list[str]:
+        rows = self._db().execute(f"PRAGMA table_info({quote(table)})").fetchall()
+        return [row[1] for row in rows]
+
+    def _create_table_sql(self, table: str, columns: list[Column]) -> str:
+        if not columns:
+            # SQLite needs a column; an empty source still produces a (placeholder) table.
+            return f"CREATE TABLE IF NOT EXISTS {quote(table)} (_etlctl_empty TEXT)"
+        definitions = [f"{quote(c.name)} {SQL_TYPES.get(c.type, 'TEXT')}" for c in columns]
+        names = {c.name for c in columns}
+        missing = [k for k in self.key if k not in names]
+        if missing:
+            raise ConnectorError(f"primary key column(s) {missing} are not in the source")
+        if self.key:
+            definitions.append(f"PRIMARY KEY ({', '.join(quote(k) for k in self.key)})")
+        return f"CREATE TABLE IF NOT EXISTS {quote(table)} ({', '.join(definitions)})"
+
+    def _add_missing_columns(self, columns: list[Column]) -> None:
+        existing = set(self._existing_columns(self.write_table))
+        for column in columns:
+            if column.name not in existing:
+                self._db().execute(
+                    f"ALTER TABLE {quote(self.write_table)} ADD COLUMN "
+                    f"{quote(column.name)} {SQL_TYPES.get(column.type, 'TEXT')}"
+                )
+
+    def _ensure_unique_key(self) -> None:
+        """Upserts need a unique index on the key; tables we create have one already."""
+        db = self._db()
+        table = quote(self.write_table)
+        info = db.execute(f"PRAGMA table_info({table})").fetchall()
+        pk_columns = tuple(row[1] for row in sorted(info, key=lambda r: r[5]) if row[5] > 0)
+        if set(pk_columns) == set(self.key):
+            return
+        for index in db.execute(f"PRAGMA index_list({table})").fetchall():
+            if index[2]:  # unique
+                cols = db.execute(f"PRAGMA index_info({quote(index[1])})").fetchall()
+                if {row[2] for row in cols} == set(self.key):
+                    return
+        try:
+            db.execute(
+                f"CREATE UNIQUE INDEX IF NOT EXISTS {quote('_etlctl_key_' + self.write_table)} "
+                f"ON {table} ({', '.join(quote(k) for k in self.key)})"
+            )
+        except sqlite3.IntegrityError:
+            raise ConnectorError(
+                f"table {self.write_table!r} already holds several rows per primary key "
+                f"{list(self.key)}: deduplicate it or use full_refresh"
+            ) from None
+
+    def _statement(self, columns: tuple[str, ...]) -> tuple[str, list[int]]:
+        cached = self._statements.get(columns)
+        if cached is None:
+            cached = (self._insert_sql(columns), self._json_indexes(columns))
+            self._statements[columns] = cached
+        return cached
+
+    def _json_indexes(self, columns: tuple[str, ...]) -> list[int]:
+        if self.schema is not None:
+            self._json_columns |= {c.name for c in self.schema.columns if c.type == "json"}
+        return [i for i, name in enumerate(columns) if name in self._json_columns]
+
+    def _insert_sql(self, columns: tuple[str, ...]) -> str:
+        table = quote(self.write_table)
+        names = ", ".join(quote(c) for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {table} ({names}) VALUES ({marks})"
+        if not self.upsert:
+            return sql
+        updates = [c for c in columns if c not in self.key]
+        conflict = f" ON CONFLICT ({', '.join(quote(k) for k in self.key)})"
+        if not updates:
+            return sql + conflict + " DO NOTHING"
+        sql += conflict + " DO UPDATE SET " + ", ".join(
+            f"{quote(c)} = excluded.{quote(c)}" for c in updates
+        )
+        if self.cursor_field and self.cursor_field in columns:
+            # The latest version wins: an older one arriving later does not overwrite it.
+            cursor = quote(self.cursor_field)
+            sql += f" WHERE {table}.{cursor} IS NULL OR excluded.{cursor} >= {table}.{cursor}"
+        return sql
+
+    @staticmethod
+    def _describe_unstorable(columns: list[str], rows: list[list[Any]], exc: Exception) -> str:
+        for row in rows:
+            for name, value in zip(columns, row, strict=False):
+                if isinstance(value, dict | list):
+                    return f"column {name!r}: cannot store a JSON {type(value).__name__} in it"
+                if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                    return f"column {name!r}: integer {value} does not fit in 64 bits"
+        return f"cannot store a batch: {exc}"

@@ -1,0 +1,220 @@
+"""``python -m connectors ROLE TYPE spec|check|run``: one main() that maps every failure to a
+message, an ``error`` event and the protocol's exit code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+from connectors.registry import ConnectorInfo, get_connector
+from connectors.sdk.context import RunContext
+from connectors.sdk.errors import ConfigError, ConnectorError
+from connectors.sdk.protocol import RunFile, read_run_file
+
+log = logging.getLogger("connectors")
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+USAGE = "usage: python -m connectors ROLE TYPE spec|check|run"
+
+
+def with_defaults(spec: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The config with the spec's top-level defaults filled in, so connectors can index it."""
+    filled = dict(config)
+    for name, prop in spec.get("properties", {}).items():
+        if name not in filled and isinstance(prop, dict) and "default" in prop:
+            filled[name] = prop["default"]
+    return filled
+
+
+def validate_config(info: ConnectorInfo, config: dict[str, Any]) -> dict[str, Any]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(info.spec)
+    errors = sorted(validator.iter_errors(config), key=lambda error: list(error.absolute_path))
+    if errors:
+        first = errors[0]
+        where = ".".join(str(part) for part in first.absolute_path) or "config"
+        # The message quotes the offending value: never echo a secret field's value.
+        secret = set(info.spec.get("properties", {})) & {str(p) for p in first.absolute_path}
+        message = "invalid value" if secret else first.message
+        raise ConfigError(f"invalid config for {info.role} {info.type!r}: {where}: {message}")
+    return with_defaults(info.spec, config)
+
+
+def _make_connector(info: ConnectorInfo, run: RunFile) -> Any:
+    config = validate_config(info, run.config)
+    return info.load()(config, RunContext.from_run_file(run))
+
+
+# --- commands ----------------------------------------------------------------------------
+def command_spec(info: ConnectorInfo) -> int:
+    print(json.dumps(info.spec, indent=2))
+    return EXIT_OK
+
+
+def command_check(info: ConnectorInfo) -> int:
+    try:
+        connector = _make_connector(info, read_run_file())
+        try:
+            connector.check()
+        finally:
+            connector.close() if info.role == "extractor" else connector.close(failed=False)
+    except ConnectorError as exc:
+        print(json.dumps({"status": "failed", "message": exc.message}))
+        return EXIT_FAILED
+    except Exception as exc:  # check reports, it does not crash
+        print(json.dumps({"status": "failed", "message": f"{type(exc).__name__}: {exc}"}))
+        return EXIT_FAILED
+    print(json.dumps({"status": "ok"}))
+    return EXIT_OK
+
+
+class _QueuePublisher:
+    """Numbers data messages (header ``seq``) and sends them on the session."""
+
+    def __init__(self, session: Any, data_queue: str) -> None:
+        self.session = session
+        self.data_queue = data_queue
+        self.seq = 0
+
+    def publish_message(self, message_type: str, body: bytes) -> None:
+        self.seq += 1
+        self.session.publish_data(self.data_queue, message_type, self.seq, body)
+
+    def publish_event(self, event_type: str, essential: bool = True, **fields: Any) -> None:
+        self.session.publish_event(event_type, essential, **fields)
+
+
+class _QueueDeliveries:
+    def __init__(self, session: Any, data_queue: str, idle_seconds: float) -> None:
+        self.session = session
+        self.data_queue = data_queue
+        self.idle_seconds = idle_seconds
+
+    def deliveries(self, prefetch: int) -> Iterator[Any]:
+        return self.session.consume(self.data_queue, prefetch, self.idle_seconds)
+
+    def ack(self, tag: int) -> None:
+        self.session.ack(tag, multiple=True)
+
+
+def _run_extractor(extractor: Any, run: RunFile, session: Any) -> None:
+    from connectors.sdk.extractor import RecordStream
+
+    assert run.broker is not None
+    publisher = _QueuePublisher(session, run.broker.data_queue)
+    out = RecordStream(
+        publisher,
+        extractor.context,
+        extractor.stream_name,
+        filters_by_cursor=extractor.filters_by_cursor,
+        sorted_by_cursor=extractor.sorted_by_cursor,
+        position=extractor.position,
+    )
+    try:
+        extractor.read(out)
+        out.end()
+    except ConnectorError as exc:
+        if exc.position is None:
+            exc.position = extractor.position()
+        raise
+    except Exception as exc:
+        raise ConnectorError(f"{type(exc).__name__}: {exc}", extractor.position()) from exc
+    finally:
+        extractor.close()
+    publisher.publish_event(
+        "done", records=out.records_sent, bytes=out.bytes_sent, skipped=out.rejected
+    )
+    session.flush()  # exit 0 only once the broker confirmed END and done
+    if session.nacks:
+        log.info("the data queue was full %d times (backpressure)", session.nacks)
+
+
+def _run_loader(loader: Any, run: RunFile, session: Any) -> None:
+    from connectors.sdk.loader import IDLE_SECONDS, LoadEngine
+
+    assert run.broker is not None
+    engine = LoadEngine(
+        loader,
+        loader.context,
+        _QueueDeliveries(session, run.broker.data_queue, IDLE_SECONDS),
+        session,
+    )
+    failed = True
+    try:
+        engine.run()
+        failed = False
+    finally:
+        loader.close(failed=failed)
+
+
+def command_run(info: ConnectorInfo) -> int:
+    try:
+        run = read_run_file()
+        if run.broker is None:
+            raise ConfigError("run file: a sync needs the broker section")
+    except ConfigError as exc:
+        log.error("%s", exc.message)
+        return EXIT_INVALID
+    from connectors.sdk.amqp import BrokerSession, PublisherThread
+
+    session: Any = None
+    try:
+        # Extractors publish from a thread of their own (confirms overlap with reading);
+        # loaders consume and commit in one thread.
+        session_type = PublisherThread if info.role == "extractor" else BrokerSession
+        session = session_type(run.broker.url, run.run_id, info.role, run.broker.events_queue)
+        connector = _make_connector(info, run)
+        if info.role == "extractor":
+            _run_extractor(connector, run, session)
+        else:
+            _run_loader(connector, run, session)
+        return EXIT_OK
+    except ConnectorError as exc:
+        return _report_failure(session, exc.message, exc.position, exc.exit_code)
+    except Exception as exc:  # one place maps every failure to an exit code
+        traceback.print_exc(file=sys.stderr)
+        return _report_failure(session, f"{type(exc).__name__}: {exc}", None, EXIT_FAILED)
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _report_failure(session: Any, message: str, position: Any, code: int) -> int:
+    log.error("%s%s", message, f" at {position}" if position else "")
+    if session is not None:
+        try:
+            fields: dict[str, Any] = {"message": message}
+            if position:
+                fields["position"] = position
+            session.publish_event("error", **fields)
+            if hasattr(session, "flush"):
+                session.flush()
+        except Exception:  # the broker may be what failed
+            log.warning("could not publish the error event")
+    return code
+
+
+COMMANDS = {"spec": command_spec, "check": command_check, "run": command_run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO lines are connection chatter
+    if len(args) != 3 or args[2] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        return EXIT_INVALID
+    role, connector_type, command = args
+    try:
+        info = get_connector(role, connector_type)
+    except KeyError:
+        print(f"unknown connector: {role} {connector_type}", file=sys.stderr)
+        return EXIT_INVALID
+    return COMMANDS[command](info)

@@ -1,0 +1,260 @@
+"""The loader side of the SDK: the base class an author fills in, and the engine that
+consumes the data queue and drives it.
+
+The engine consumes with manual acknowledgements and a prefetch larger than ``commit_every``,
+calls ``write_batch`` for every RECORDS message, ``commit`` at every CHECKPOINT, every
+``commit_every`` batches and at END (``finish``), and acknowledges (multiple=True) only what
+is committed. A loader that stores ``(run_id, seq)`` with its commits (``start`` returns it)
+gets exactly-once: redelivered messages it already committed are acknowledged and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import orjson
+
+from connectors.sdk.context import RunContext
+from connectors.sdk.errors import ConfigError, ProtocolError
+from connectors.sdk.protocol import CHECKPOINT, END, RECORDS, SCHEMA, Column, Schema
+
+log = logging.getLogger("connectors.loader")
+
+PROGRESS_INTERVAL_SECONDS = 1.0
+IDLE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class LoadMark:
+    """What a loader has committed of this run: the last message and the records up to it."""
+
+    seq: int = 0
+    records: int = 0
+
+
+class Loader:
+    """Base class of loaders. The SDK calls, in order:
+
+    ``start()`` once; ``begin(schema)`` at the first SCHEMA; ``add_columns(columns)`` when a
+    later SCHEMA adds columns; ``write_batch(columns, rows)`` per batch; ``commit(mark)``
+    at commit points; ``finish(mark)`` at END (commit the rest and, for full_refresh, swap
+    the staging copy in); ``close(failed)`` always, last.
+    """
+
+    #: sync modes this loader supports; others are refused before anything is written
+    modes: ClassVar[tuple[str, ...]] = ("full_refresh", "incremental", "dedup")
+
+    def __init__(self, config: dict[str, Any], context: RunContext) -> None:
+        self.config = config
+        self.context = context
+        self.schema: Schema | None = None
+
+    def check(self) -> None:
+        """Raise ConfigError or ConnectorError when the target cannot be written."""
+
+    def start(self) -> LoadMark:
+        """Open the target; return what is already committed of this run (a restart)."""
+        return LoadMark()
+
+    def begin(self, schema: Schema) -> None:
+        """Prepare the target (or its staging copy) for these columns."""
+
+    def resume(self, columns: list[str]) -> None:
+        """A restart after the SCHEMA message was committed and acknowledged: the target
+        (or staging copy) exists already; make ready to write these columns."""
+
+    def add_columns(self, columns: list[Column]) -> None:
+        """Schema evolution: the source has new columns."""
+        raise ProtocolError(
+            f"this loader cannot add columns ({', '.join(c.name for c in columns)})"
+        )
+
+    def write_batch(self, columns: list[str], rows: list[list[Any]]) -> None:
+        raise NotImplementedError
+
+    def commit(self, mark: LoadMark) -> None:
+        """Make everything written durable, together with ``mark`` when you can."""
+
+    def finish(self, mark: LoadMark) -> None:
+        """END: commit the rest and make the result visible (the full_refresh swap)."""
+        self.commit(mark)
+
+    def close(self, failed: bool) -> None:
+        """Release the target; on failure drop what was not committed."""
+
+
+class EventPublisher(Protocol):
+    def publish_event(self, event_type: str, essential: bool = True, **fields: Any) -> None: ...
+
+
+class DeliverySource(Protocol):
+    def deliveries(self, prefetch: int) -> Iterator[Any]: ...
+
+    def ack(self, tag: int) -> None: ...
+
+
+class LoadEngine:
+    """Drives one Loader through one run's data-queue messages."""
+
+    def __init__(
+        self, loader: Loader, context: RunContext, source: DeliverySource, events: EventPublisher
+    ) -> None:
+        self.loader = loader
+        self.context = context
+        self.source = source
+        self.events = events
+        self.received = 0  # records received this run, committed or not
+        self.bytes = 0
+        self.skipped = 0
+        self._committed = LoadMark()
+        self._last_seq = 0
+        self._last_tag: int | None = None
+        self._uncommitted_batches = 0
+        self._dirty = False
+        self._last_progress = time.monotonic()
+
+    @property
+    def prefetch(self) -> int:
+        # Must exceed the messages held unacknowledged between two commits, or the broker
+        # stops sending before we reach the commit point and the sync hangs.
+        return self.context.batch.commit_every * 2 + 4
+
+    def run(self) -> None:
+        mode = self.context.sync.mode
+        if mode not in self.loader.modes:
+            raise ConfigError(
+                f"this loader does not support mode {mode!r} (it supports: "
+                f"{', '.join(self.loader.modes)})"
+            )
+        self._committed = self.loader.start()
+        self._last_seq = self._committed.seq
+        self.received = self._committed.records
+        if self._committed.seq:
+            log.info("resuming run after message %d", self._committed.seq)
+        for delivery in self.source.deliveries(self.prefetch):
+            if delivery is None:
+                self._report_progress(force=True)
+                continue
+            if self._handle(delivery):
+                return
+
+    def _handle(self, delivery: Any) -> bool:
+        """Process one message; True when the run is over."""
+        if delivery.run_id is not None and delivery.run_id != self.context.run_id:
+            raise ProtocolError(
+                f"message of run {delivery.run_id!r} in the queue of run {self.context.run_id!r}"
+            )
+        if delivery.seq <= self._committed.seq:
+            # Committed before a restart: acknowledge, do not apply twice.
+            self.source.ack(delivery.tag)
+            if delivery.type == END:
+                # Finished before a crash that lost the acknowledgement: report it again.
+                self._checkpoint_committed(orjson.loads(delivery.body).get("state"))
+                self._done()
+                return True
+            return False
+        if delivery.seq != self._last_seq + 1:
+            raise ProtocolError(
+                f"message {self._last_seq + 1} is missing (got {delivery.seq} next)"
+            )
+        self._last_seq = delivery.seq
+        self._last_tag = delivery.tag
+        self.bytes += len(delivery.body)
+        body = orjson.loads(delivery.body)
+        if delivery.type == RECORDS:
+            self._on_records(body)
+        elif delivery.type == SCHEMA:
+            self._on_schema(Schema.from_json(body))
+        elif delivery.type == CHECKPOINT:
+            self._commit()
+            self._checkpoint_committed(body.get("state"))
+        elif delivery.type == END:
+            self._on_end(body)
+            return True
+        else:
+            raise ProtocolError(f"unknown message type {delivery.type!r}")
+        return False
+
+    def _on_schema(self, schema: Schema) -> None:
+        current = self.loader.schema
+        if current is None:
+            self.loader.schema = schema
+            self.loader.begin(schema)
+            return
+        known = set(current.names)
+        added = [column for column in schema.columns if column.name not in known]
+        if added:
+            self.loader.add_columns(added)
+        self.loader.schema = Schema(schema.stream, current.columns + added, schema.key_properties)
+
+    def _on_records(self, body: dict[str, Any]) -> None:
+        columns = body["columns"]
+        rows = body["rows"]
+        if self.loader.schema is None:
+            if not self._committed.seq:
+                raise ProtocolError("RECORDS before any SCHEMA")
+            self.loader.schema = Schema("", [Column(name) for name in columns])
+            self.loader.resume(columns)
+        self.loader.write_batch(columns, rows)
+        self.received += len(rows)
+        self._dirty = True
+        self._uncommitted_batches += 1
+        if self._uncommitted_batches >= self.context.batch.commit_every:
+            self._commit()
+        self._report_progress()
+
+    def _mark(self) -> LoadMark:
+        return LoadMark(seq=self._last_seq, records=self.received)
+
+    def _commit(self) -> None:
+        mark = self._mark()
+        self.loader.commit(mark)
+        self._acknowledge(mark)
+
+    def _acknowledge(self, mark: LoadMark) -> None:
+        self._committed = mark
+        self._uncommitted_batches = 0
+        self._dirty = False
+        if self._last_tag is not None:
+            self.source.ack(self._last_tag)
+            self._last_tag = None
+
+    def _checkpoint_committed(self, state: Any) -> None:
+        if state is not None:
+            self.events.publish_event(
+                "checkpoint_committed", state=state, records_loaded=self.received
+            )
+
+    def _on_end(self, body: dict[str, Any]) -> None:
+        expected = int(body.get("records", -1))
+        if expected != self.received + self.skipped:
+            raise ProtocolError(
+                f"the extractor sent {expected} records but {self.received + self.skipped} "
+                "arrived"
+            )
+        if self.loader.schema is None:
+            # A source with no rows at all still ends with a schema; a restart may not have it.
+            self.loader.schema = Schema("", [])
+            self.loader.resume([])
+        mark = self._mark()
+        self.loader.finish(mark)
+        self._acknowledge(mark)
+        self._checkpoint_committed(body.get("state"))
+        self._done()
+
+    def _done(self) -> None:
+        self.events.publish_event(
+            "done", records=self.received, bytes=self.bytes, skipped=self.skipped
+        )
+
+    def _report_progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_progress >= PROGRESS_INTERVAL_SECONDS:
+            self._last_progress = now
+            self.events.publish_event(
+                "progress", essential=False, records=self.received, bytes=self.bytes
+            )
