@@ -176,7 +176,7 @@ def _run_document(
             "max_bytes": options.batch_bytes,
             "commit_every": options.commit_every,
         },
-        "rejects_path": None,
+        "rejects_path": run.rejects_path,
     }
 
 
@@ -257,7 +257,6 @@ class _SyncSession:
         self.handles: dict[str, Any] = {}
         self.exit_codes: dict[str, int | None] = {}
         self.errors: list[str] = []
-        self.rejects: list[bytes] = []
         self.loader_done = False
 
     # events from the connectors
@@ -275,8 +274,8 @@ class _SyncSession:
         elif kind == "checkpoint_committed":
             self._save_checkpoint(event)
         elif kind == "rejected":
-            self.run.records_skipped += int(event.get("count", 1))
-            self.rejects.append(orjson.dumps(event))
+            # `count` is the connector's running total; the records are in the rejects file.
+            self.run.records_skipped = max(self.run.records_skipped, int(event.get("count", 0)))
         elif kind == "error":
             self.errors.append(_describe_error_event(event))
         elif kind == "done":
@@ -385,6 +384,10 @@ def run_sync(
         )
         run_logs = ensure_private_dir(logs_dir(store.path) / connection.name)
         run.log_path = str(run_logs / f"{run.id}.log")
+        # Connectors append skipped records here (on_error: skip); the directory is mounted.
+        run.rejects_path = str(run_logs / f"{run.id}.rejects.jsonl")
+        for role_mounts in mounts.values():
+            role_mounts.append(Mount(host_path=str(run_logs), read_only=False))
         with store.transaction() as tx:
             tx.save_run(run)
         queues = ConnectionQueues.for_connection(connection.name)
@@ -529,10 +532,8 @@ def _cleanup(session: _SyncSession, broker: Broker, queues: ConnectionQueues) ->
         header = f"run {run.id} of connection {run.connection} (broker {redact_url(broker.url)})\n"
         Path(run.log_path).write_text(header + "\n".join(log_parts))
         os.chmod(run.log_path, 0o600)
-    if session.rejects:
-        rejects_path = Path(run.log_path or ".").with_suffix(".rejects.jsonl")
-        rejects_path.write_bytes(b"\n".join(session.rejects) + b"\n")
-        run.rejects_path = str(rejects_path)
+    if run.rejects_path and not Path(run.rejects_path).exists():
+        run.rejects_path = None  # nothing was rejected
 
 
 def raise_for_run(run: Run) -> None:

@@ -16,10 +16,14 @@ import yaml
 from etlctl.errors import ValidationError
 
 MAX_YAML_BYTES = 4 * 1024 * 1024
+# PyYAML composes nodes recursively: a few thousand '[' would end in a RecursionError.
+MAX_YAML_DEPTH = 64
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases and duplicate keys, and remembers line numbers."""
+    """SafeLoader that refuses aliases, duplicate keys and deep nesting, and remembers lines."""
+
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
@@ -28,25 +32,46 @@ class _StrictLoader(yaml.SafeLoader):
                 "YAML anchors and aliases are not allowed",
                 event.start_mark,
             )
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise _YamlRefused(
+                f"nested deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, Any] = {}
+        key_lines: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                duplicate = key in seen
+            except TypeError:  # a list or mapping used as a key: `? [a, b]`
+                raise _YamlRefused("a key must be a plain value", key_node.start_mark) from None
+            if duplicate:
                 raise _YamlRefused(f"duplicate key {key!r}", key_node.start_mark)
             seen[key] = True
+            key_lines[key] = key_node.start_mark.line + 1
         mapping = super().construct_mapping(node, deep=deep)
-        return _LineDict(mapping, line=node.start_mark.line + 1)
+        return _LineDict(mapping, line=node.start_mark.line + 1, key_lines=key_lines)
 
 
 class _LineDict(dict):
-    """A dict that knows the line its mapping started on (for error messages)."""
+    """A dict that knows the line its mapping started on, and each key's line."""
 
-    def __init__(self, *args: Any, line: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        line: int = 0,
+        key_lines: dict[Any, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.line = line
+        self.key_lines = key_lines or {}
 
 
 class _YamlRefused(yaml.YAMLError):
@@ -61,8 +86,12 @@ _StrictLoader.add_constructor(
 )
 
 
-def line_of(value: Any) -> int | None:
-    """The source line of a mapping read by this module, when known."""
+def line_of(value: Any, key: Any = None) -> int | None:
+    """The source line of a mapping read by this module (or of one of its keys), when known."""
+    if key is not None:
+        found = getattr(value, "key_lines", {}).get(key)
+        if found is not None:
+            return found
     return getattr(value, "line", None)
 
 

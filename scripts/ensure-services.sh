@@ -25,14 +25,20 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 # Run a command as root: directly when we are root, through non-interactive sudo otherwise.
 as_root() {
+    # 9>&-: daemons started here must not inherit the lock descriptor (fd 9), or they would
+    # hold the lock for as long as they live and every later run would wait for ever.
     if [ "$(id -u)" -eq 0 ]; then
-        "$@"
+        "$@" 9>&-
     elif have sudo && sudo -n true 2>/dev/null; then
-        sudo -n "$@"
+        sudo -n "$@" 9>&-
     else
         die "need root to run '$*' (run this script as root or with passwordless sudo)"
     fi
 }
+
+# Start a daemon with the lock descriptor (fd 9, see main) closed: a daemon that inherited it
+# would hold the lock for its whole life and every later run of this script would hang.
+start_daemon() { as_root "$@" 9>&-; }
 
 # True when systemd is PID 1: then services are started the system's way.
 systemd_is_init() { [ -d /run/systemd/system ]; }
@@ -83,12 +89,12 @@ ensure_docker() {
     fi
     have docker || die "docker client missing after installing docker.io"
     if systemd_is_init; then
-        as_root systemctl start docker || true
+        start_daemon systemctl start docker || true
     fi
     if ! docker_answers && ! pgrep -x dockerd >/dev/null; then
         say "starting dockerd (log: /var/log/dockerd.log)"
         # setsid + closed stdin: the daemon must outlive this script and its terminal.
-        as_root bash -c 'setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null &'
+        start_daemon bash -c 'setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null &'
     fi
     wait_until "docker" docker info \
         || die "Docker engine did not answer within ${WAIT_SECONDS}s (see /var/log/dockerd.log)"
@@ -115,11 +121,11 @@ ensure_rabbitmq() {
         apt_install rabbitmq-server
     fi
     if systemd_is_init; then
-        as_root systemctl start rabbitmq-server || true
+        start_daemon systemctl start rabbitmq-server || true
     fi
     if ! as_root rabbitmqctl -q status >/dev/null 2>&1; then
         say "starting rabbitmq-server"
-        as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+        start_daemon rabbitmq-server -detached >/dev/null 2>&1 || true
     fi
     # await_startup fails at once while the node has not registered yet, so poll it.
     wait_until "rabbitmq" rabbitmq_started \
@@ -150,13 +156,13 @@ ensure_postgres() {
         version="$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)"
         [ -n "$version" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
         say "creating PostgreSQL cluster $version main"
-        as_root pg_createcluster "$version" main >/dev/null
+        start_daemon pg_createcluster "$version" main >/dev/null
         cluster="$version main"
     fi
     # shellcheck disable=SC2086  # "VERSION NAME" is meant to split into two arguments
     if ! pg_isready -q -h 127.0.0.1 -p 5432; then
         say "starting PostgreSQL cluster $cluster"
-        as_root pg_ctlcluster $cluster start || true
+        start_daemon pg_ctlcluster $cluster start || true
     fi
     wait_until "postgres" pg_isready -q -h 127.0.0.1 -p 5432 \
         || die "PostgreSQL did not accept connections on 127.0.0.1:5432 within ${WAIT_SECONDS}s"
@@ -183,10 +189,10 @@ ensure_cron() {
     fi
     if ! cron_running; then
         if systemd_is_init; then
-            as_root systemctl start cron || true
+            start_daemon systemctl start cron || true
         fi
         # `cron` daemonizes itself.
-        cron_running || as_root cron || true
+        cron_running || start_daemon cron || true
     fi
     wait_until "cron" cron_running || die "the cron daemon did not start"
 }
@@ -209,7 +215,7 @@ main() {
     # Serialize concurrent runs (e.g. parallel test sessions) so they do not race apt or start
     # a daemon twice.
     exec 9>"${TMPDIR:-/tmp}/etlctl-ensure-services.$(id -u).lock"
-    flock 9
+    flock -w 900 9 || die "another ensure-services run has held its lock for 15 minutes"
     local done_list=" "
     for s in "${wanted[@]}"; do
         case "$done_list" in *" $s "*) continue ;; esac

@@ -33,6 +33,7 @@ from connectors.sdk.protocol import (
     Column,
     Schema,
 )
+from connectors.sdk.rejects import Rejects
 from connectors.sdk.transform import Transform, TransformError, TransformPlan
 from connectors.sdk.values import json_type_of, merge_types
 
@@ -113,7 +114,7 @@ class RecordStream:
         self._plan: TransformPlan | None = None
         self.records_sent = 0
         self.bytes_sent = 0
-        self.rejected = 0
+        self._rejects = Rejects(publisher, context)
         self._pending: list[Any] = []
         self._target_rows = context.batch.max_records
         self._batches_since_checkpoint = 0
@@ -130,6 +131,10 @@ class RecordStream:
         self._checkpoints_between_batches = (
             sorted_by_cursor and sync.mode != "full_refresh" and bool(sync.cursor_field)
         )
+        self._checkpoint_due = False
+        # Smallest cursor among the rows held back in _pending (sorted sources): a checkpoint
+        # taken while rows wait there must not claim their cursors yet.
+        self._pending_floor: Any = None
 
     # --- schema ------------------------------------------------------------------------
     def declare(self, columns: Sequence[Column], key_properties: Sequence[str] = ()) -> None:
@@ -176,19 +181,26 @@ class RecordStream:
             return
         if self.schema is None:
             raise ConnectorError("write_rows() before declare()")
+        pending = self._pending
         if self._cursor_index is not None:
             rows = self._track_cursor(rows)
+            if not pending and self._checkpoints_between_batches:
+                self._pending_floor = self._first_cursor(rows)
         if self._plan is not None:
             rows = self._apply_transform(self._plan, rows)
-        pending = self._pending
         if not pending and len(rows) == self._target_rows:
             self._publish_rows(rows)
-            return
-        pending.extend(rows)
-        while len(pending) >= self._target_rows:
-            batch = pending[: self._target_rows]
-            del pending[: self._target_rows]
-            self._publish_rows(batch)
+        else:
+            pending.extend(rows)
+            while len(pending) >= self._target_rows:
+                batch = pending[: self._target_rows]
+                del pending[: self._target_rows]
+                self._publish_rows(batch)
+        self._checkpoint_if_due()
+
+    def _first_cursor(self, rows: list[Any]) -> Any:
+        index = self._cursor_index
+        return next((row[index] for row in rows if row[index] is not None), None)
 
     def _track_cursor(self, rows: list[Any]) -> list[Any]:
         index = self._cursor_index
@@ -253,19 +265,14 @@ class RecordStream:
         self.declare(current + added)
 
     # --- rejects ------------------------------------------------------------------------
+    @property
+    def rejected(self) -> int:
+        return self._rejects.count
+
     def reject(self, reason: str, position: Position | None = None, raw: Any = None) -> None:
         """A bad record: stops the sync under ``on_error: fail``; under ``skip`` it is counted,
         reported and appended to the rejects file, and the sync goes on."""
-        if self.context.sync.on_error != "skip":
-            raise RecordError(reason, position, raw)
-        self.rejected += 1
-        self.publisher.publish_event(
-            "rejected", count=self.rejected, position=position, reason=reason
-        )
-        if self.context.rejects_path:
-            line = {"position": position, "reason": reason, "record": raw}
-            with open(self.context.rejects_path, "ab") as rejects:
-                rejects.write(orjson.dumps(line, default=str) + b"\n")
+        self._rejects.reject(reason, position, raw)
 
     # --- batches and messages -----------------------------------------------------------
     def flush(self) -> None:
@@ -275,6 +282,7 @@ class RecordStream:
         if self._pending:
             batch, self._pending = self._pending, []
             self._publish_rows(batch)
+        self._checkpoint_if_due()
 
     def _publish_rows(self, rows: list[Any]) -> None:
         assert self.schema is not None
@@ -306,7 +314,8 @@ class RecordStream:
             self._checkpoints_between_batches
             and self._batches_since_checkpoint >= self.context.batch.commit_every
         ):
-            self.checkpoint()
+            # Not here: a batch split in halves by size has its second half still to go.
+            self._checkpoint_due = True
         now = time.monotonic()
         if now - self._last_progress >= PROGRESS_INTERVAL_SECONDS:
             self._last_progress = now
@@ -321,10 +330,18 @@ class RecordStream:
             return self.context.state
         return {**(self.context.state or {}), "cursor": self._max_cursor}
 
+    def _checkpoint_if_due(self) -> None:
+        if self._checkpoint_due:
+            self._checkpoint_due = False
+            self.checkpoint()
+
     def checkpoint(self) -> None:
         """Everything published so far may be committed under the current state."""
         self._batches_since_checkpoint = 0
         state = self.state()
+        if self._pending and self._pending_floor is not None and state is not None:
+            # Rows held back are not published yet: resume at the first of them (``>=``).
+            state = {**state, "cursor": self._pending_floor}
         if state is not None:
             self._send(CHECKPOINT, {"state": state, "records": self.records_sent})
 

@@ -19,13 +19,38 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from connectors.sdk.context import RunContext
-from connectors.sdk.errors import ConfigError, ProtocolError
+from connectors.sdk.errors import ConfigError, ProtocolError, RecordError
 from connectors.sdk.protocol import CHECKPOINT, END, RECORDS, SCHEMA, Column, Schema
+from connectors.sdk.rejects import Rejects
 
 log = logging.getLogger("connectors.loader")
 
 PROGRESS_INTERVAL_SECONDS = 1.0
 IDLE_SECONDS = 1.0
+
+
+class BatchRejects:
+    """Records of the batch being written that the target refuses (``Loader.reject``).
+
+    Positions are record numbers in the run (``{"row": n}``); without an engine (a loader
+    used on its own) every reject is an error.
+    """
+
+    def __init__(self, rejects: Rejects | None = None) -> None:
+        self.rejects = rejects
+        self.offset = 0  # records of the run before this batch
+        self.in_batch = 0
+
+    def start_batch(self, offset: int) -> None:
+        self.offset = offset
+        self.in_batch = 0
+
+    def reject(self, reason: str, index: int, record: Any = None) -> None:
+        position = {"row": self.offset + index + 1}
+        if self.rejects is None:
+            raise RecordError(reason, position, record)
+        self.rejects.reject(reason, position, record)
+        self.in_batch += 1
 
 
 @dataclass(frozen=True)
@@ -52,6 +77,7 @@ class Loader:
         self.config = config
         self.context = context
         self.schema: Schema | None = None
+        self.batch_rejects = BatchRejects()
 
     def check(self) -> None:
         """Raise ConfigError or ConnectorError when the target cannot be written."""
@@ -74,7 +100,15 @@ class Loader:
         )
 
     def write_batch(self, columns: list[str], rows: list[list[Any]]) -> None:
+        """Write one batch. A row the target refuses goes to ``reject`` (and is not
+        written); the rest of the batch is written all the same."""
         raise NotImplementedError
+
+    def reject(self, reason: str, index: int, record: Any = None) -> None:
+        """Row ``index`` of the batch being written cannot be stored: under ``on_error:
+        fail`` this raises (the sync stops with the record's position); under ``skip`` the
+        record is counted, reported and appended to the rejects file."""
+        self.batch_rejects.reject(reason, index, record)
 
     def commit(self, mark: LoadMark) -> None:
         """Make everything written durable, together with ``mark`` when you can."""
@@ -107,9 +141,10 @@ class LoadEngine:
         self.context = context
         self.source = source
         self.events = events
-        self.received = 0  # records received this run, committed or not
+        self.received = 0  # records received this run (loaded or rejected), committed or not
         self.bytes = 0
-        self.skipped = 0
+        self.skipped = 0  # records the loader rejected under on_error: skip (this process)
+        loader.batch_rejects = BatchRejects(Rejects(events, context))
         self._committed = LoadMark()
         self._last_seq = 0
         self._last_tag: int | None = None
@@ -199,8 +234,11 @@ class LoadEngine:
                 raise ProtocolError("RECORDS before any SCHEMA")
             self.loader.schema = Schema("", [Column(name) for name in columns])
             self.loader.resume(columns)
+        rejects = self.loader.batch_rejects
+        rejects.start_batch(self.received)
         self.loader.write_batch(columns, rows)
         self.received += len(rows)
+        self.skipped += rejects.in_batch
         self._dirty = True
         self._uncommitted_batches += 1
         if self._uncommitted_batches >= self.context.batch.commit_every:
@@ -226,15 +264,14 @@ class LoadEngine:
     def _checkpoint_committed(self, state: Any) -> None:
         if state is not None:
             self.events.publish_event(
-                "checkpoint_committed", state=state, records_loaded=self.received
+                "checkpoint_committed", state=state, records_loaded=self.loaded
             )
 
     def _on_end(self, body: dict[str, Any]) -> None:
         expected = int(body.get("records", -1))
-        if expected != self.received + self.skipped:
+        if expected != self.received:
             raise ProtocolError(
-                f"the extractor sent {expected} records but {self.received + self.skipped} "
-                "arrived"
+                f"the extractor sent {expected} records but {self.received} arrived"
             )
         if self.loader.schema is None:
             # A source with no rows at all still ends with a schema; a restart may not have it.
@@ -248,8 +285,12 @@ class LoadEngine:
 
     def _done(self) -> None:
         self.events.publish_event(
-            "done", records=self.received, bytes=self.bytes, skipped=self.skipped
+            "done", records=self.loaded, bytes=self.bytes, skipped=self.skipped
         )
+
+    @property
+    def loaded(self) -> int:
+        return self.received - self.skipped
 
     def _report_progress(self, force: bool = False) -> None:
         now = time.monotonic()

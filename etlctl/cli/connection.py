@@ -9,6 +9,7 @@ import typer
 
 from etlctl import catalog, registry
 from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, when
+from etlctl.cli.schedule import no_crontab_option, sync_after_change
 from etlctl.models import Connection, OnError, SyncMode
 from etlctl.store import StoreView
 
@@ -75,6 +76,7 @@ def add(
         None, "--transform-file", help="A YAML/JSON file with the transform (docs/transform.md)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the created connection as JSON."),
+    no_crontab: bool = no_crontab_option(),
 ) -> None:
     state = app_state(ctx)
     connection = registry.new_connection(
@@ -95,6 +97,7 @@ def add(
         say(
             f'connection "{connection.name}" created ({source} -> {loader}, {mode.value}, id {connection.id})'
         )
+    sync_after_change(state.store, connection.scheduled, no_crontab)
 
 
 @app.command(
@@ -194,6 +197,7 @@ def update(
     ),
     no_transform: bool = typer.Option(False, "--no-transform", help="Remove the transform."),
     as_json: bool = typer.Option(False, "--json", help="Print the updated connection as JSON."),
+    no_crontab: bool = no_crontab_option(),
 ) -> None:
     state = app_state(ctx)
     before = state.store.read().get("connection", name)
@@ -215,6 +219,7 @@ def update(
     else:
         changed = connection.updated_at != before.updated_at
         say(f'connection "{name}" {"updated" if changed else "unchanged"}')
+    sync_after_change(state.store, connection.schedule != before.schedule, no_crontab)
 
 
 @app.command(
@@ -222,10 +227,14 @@ def update(
     help="Remove a connection and its saved state (its run history stays).\n\nExamples:\n\n  etlctl connection remove users-to-wh",
 )
 def remove(
-    ctx: typer.Context, name: str = typer.Argument(..., help="Name of the connection.")
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Name of the connection."),
+    no_crontab: bool = no_crontab_option(),
 ) -> None:
-    registry.remove_connection(app_state(ctx).store, name)
+    store = app_state(ctx).store
+    removed = registry.remove_connection(store, name)
     say(f'connection "{name}" removed')
+    sync_after_change(store, removed.scheduled, no_crontab)
 
 
 @app.command(

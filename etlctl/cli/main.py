@@ -10,7 +10,16 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
-from etlctl.cli import connection, connectors_cmd, objects
+from etlctl.cli import (
+    connection,
+    connectors_cmd,
+    images,
+    manifest_cmd,
+    objects,
+    runs,
+    schedule,
+    sync_cmd,
+)
 from etlctl.cli.output import AppState, stderr
 from etlctl.errors import EtlctlError
 from etlctl.paths import STORE_ENV, default_store_path
@@ -100,6 +109,13 @@ app.add_typer(objects.build_app("source"), name="source")
 app.add_typer(objects.build_app("loader"), name="loader")
 app.add_typer(connection.app, name="connection")
 app.add_typer(connectors_cmd.app, name="connectors")
+app.add_typer(schedule.app, name="schedule")
+app.command("sync")(sync_cmd.sync)
+app.add_typer(runs.app, name="runs")
+app.command("logs")(runs.logs)
+app.command("gc")(sync_cmd.gc)
+app.add_typer(images.app, name="images")
+manifest_cmd.register(app)  # apply, diff, export: top-level, kubectl style
 
 
 def main() -> None:

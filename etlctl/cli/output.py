@@ -16,7 +16,9 @@ from rich.table import Table
 
 from etlctl.store import Store
 
-stdout = Console(highlight=False, soft_wrap=True)
+# Piped output (CI logs, `| less`) gets a wide fixed width instead of rich's 80 columns, so
+# tables keep one line per row.
+stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -176,9 +176,9 @@ def test_a_concurrent_sync_of_the_same_connection_is_refused(etl, tmp_path):
 
 def test_a_timeout_stops_and_removes_everything(etl, tmp_path):
     target = tmp_path / "out" / "wh.db"
-    _register_csv_to(etl, tmp_path, "slow", "sqlite", 2_000_000, target)
-    result = etl("sync", "slow", "--timeout", "3", code=7)
-    assert "did not finish within 3s" in result.stderr
+    _register_csv_to(etl, tmp_path, "slow", "sqlite", 3_000_000, target)
+    result = etl("sync", "slow", "--timeout", "1.5", code=7)
+    assert "did not finish within 1.5s" in result.stderr
     assert leftover_containers("slow") == [] and leftover_queues("slow") == []
     assert (
         not target.exists()

@@ -1,0 +1,258 @@
+"""A SQLite table or query, read in chunks of ``max_records`` rows.
+
+Column types come from the declared types (``PRAGMA table_info`` for a table, using SQLite's
+affinity rules plus BOOLEAN, DATE, DATETIME/TIMESTAMP and JSON), and for columns without a
+usable declaration (expressions of a query, untyped columns) from the values of the first
+chunk. SQLite lets any column hold any value: a value that does not fit its column's type is
+a bad record (``on_error``), never a silently changed one.
+
+Incremental syncs read ``WHERE cursor >= ?`` ordered by the cursor, so the SDK can place
+checkpoints between batches.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from connectors.sdk import Column, ConfigError, ConnectorError, Extractor, RecordStream
+from connectors.sdk.values import json_type_of, merge_types
+
+Converter = Callable[[Any], Any]
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def type_of_declaration(declared: str) -> str | None:
+    """The column type of a declared SQLite type; None when the values must decide."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return "integer"
+    if any(word in upper for word in ("CHAR", "CLOB", "TEXT")):
+        return "string"
+    if any(word in upper for word in ("REAL", "FLOA", "DOUB", "DECIMAL", "NUMERIC")):
+        return "number"
+    if "BOOL" in upper:
+        return "boolean"
+    if "DATETIME" in upper or "TIMESTAMP" in upper:
+        return "timestamp"
+    if "DATE" in upper:
+        return "date"
+    if "JSON" in upper:
+        return "json"
+    return None
+
+
+def _as_integer(value: Any) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(f"{value!r} is not an integer")
+
+
+def _as_number(value: Any) -> float:
+    if type(value) in (int, float):
+        return float(value)
+    raise ValueError(f"{value!r} is not a number")
+
+
+def _as_boolean(value: Any) -> bool:
+    if value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError(f"{value!r} is not a boolean")
+
+
+def _as_string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def _as_date(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a date")
+    date.fromisoformat(value)
+    return value
+
+
+def _as_timestamp(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a timestamp")
+    datetime.fromisoformat(value)
+    return value
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return orjson.loads(value)
+    return value  # a number stored in a JSON column is a JSON number
+
+
+CONVERTERS: dict[str, Converter] = {
+    "integer": _as_integer,
+    "number": _as_number,
+    "boolean": _as_boolean,
+    "string": _as_string,
+    "date": _as_date,
+    "timestamp": _as_timestamp,
+    "json": _as_json,
+}
+
+
+# Python types that need no conversion for a column type (sqlite3 returns int, float, str,
+# bytes and None).
+PLAIN_TYPES: dict[str, set[type]] = {
+    "integer": {int, type(None)},
+    "number": {float, type(None)},
+    "string": {str, type(None)},
+}
+
+
+def _value_type(value: Any) -> str | None:
+    return "string" if isinstance(value, bytes) else json_type_of(value)
+
+
+class SqliteExtractor(Extractor):
+    stream_name = "sqlite"
+    sorted_by_cursor = True
+    filters_by_cursor = True
+
+    def __init__(self, config: dict[str, Any], context: Any) -> None:
+        super().__init__(config, context)
+        self.db: sqlite3.Connection | None = None
+        self.rows_read = 0
+
+    def check(self) -> None:
+        db = self._connect()
+        try:
+            db.execute(f"SELECT * FROM ({self._source_sql()}) LIMIT 0")
+        except sqlite3.Error as exc:
+            raise ConfigError(f"{self.config['path']}: {exc}") from None
+        finally:
+            db.close()
+
+    def position(self) -> dict[str, Any]:
+        return {"row": self.rows_read}
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    # --- reading ---------------------------------------------------------------------------
+    def read(self, out: RecordStream) -> None:
+        self.db = self._connect()
+        sql, parameters = self._select()
+        try:
+            cursor = self.db.execute(sql, parameters)
+        except sqlite3.Error as exc:
+            raise ConnectorError(f"{self.config['path']}: {exc}") from None
+        names = [description[0] for description in cursor.description]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"the source has duplicate column names: {names}")
+        size = self.context.batch.max_records
+        chunk = cursor.fetchmany(size)
+        columns = self._columns(names, chunk)
+        out.declare(columns)
+        converters = [CONVERTERS[column.type] for column in columns]
+        while chunk:
+            out.write_rows(self._convert(chunk, columns, converters, out))
+            self.rows_read += len(chunk)
+            chunk = cursor.fetchmany(size)
+
+    def _connect(self) -> sqlite3.Connection:
+        path = self.config["path"]
+        if not os.path.isfile(path):
+            raise ConfigError(f"file not found: {path}")
+        try:
+            # Read-only: an extractor never changes its source (nor creates a missing file).
+            return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open {path}: {exc}") from None
+
+    def _source_sql(self) -> str:
+        if self.config.get("table"):
+            return f"SELECT * FROM {quote(self.config['table'])}"
+        return self.config["query"].strip().rstrip(";")
+
+    def _select(self) -> tuple[str, list[Any]]:
+        sql = f"SELECT * FROM ({self._source_sql()}) AS source"
+        cursor_field = self.context.sync.cursor_field
+        if cursor_field is None or self.context.sync.mode == "full_refresh":
+            return sql, []
+        cursor = quote(cursor_field)
+        start = self.context.start_cursor
+        parameters = []
+        if start is not None:
+            sql += f" WHERE {cursor} >= ?"
+            parameters.append(start)
+        # Cursor order lets checkpoints fall between batches; NULL cursors come first in
+        # SQLite and are not read by later incremental syncs (see docs/connectors.md).
+        return sql + f" ORDER BY {cursor}", parameters
+
+    def _columns(self, names: list[str], sample: list[tuple[Any, ...]]) -> list[Column]:
+        declared = self._declared_types()
+        columns = []
+        for index, name in enumerate(names):
+            kind = type_of_declaration(declared.get(name, ""))
+            if kind is None:
+                for row in sample:
+                    kind = merge_types(kind, _value_type(row[index]))
+            columns.append(Column(name, kind or "string"))
+        return columns
+
+    def _declared_types(self) -> dict[str, str]:
+        table = self.config.get("table")
+        if not table or self.db is None:
+            return {}  # a query's columns have no declared types the sqlite3 module shows
+        rows = self.db.execute(f"PRAGMA table_info({quote(table)})").fetchall()
+        return {row[1]: row[2] or "" for row in rows}
+
+    def _convert(
+        self,
+        chunk: list[tuple[Any, ...]],
+        columns: list[Column],
+        converters: list[Converter],
+        out: RecordStream,
+    ) -> list[Any]:
+        work = self._columns_to_convert(chunk, columns)
+        if not work:
+            return chunk  # every value already has its column's type: the common case
+        rows: list[Any] = []
+        for offset, raw in enumerate(chunk):
+            row = list(raw)
+            try:
+                for index in work:
+                    if row[index] is not None:
+                        row[index] = converters[index](row[index])
+            except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+                column = columns[index]
+                out.reject(
+                    f"column {column.name!r}: cannot read {raw[index]!r} as {column.type} ({exc})",
+                    {"row": self.rows_read + offset + 1},
+                    raw=dict(zip([c.name for c in columns], raw, strict=True)),
+                )
+                continue
+            rows.append(row)
+        return rows
+
+    @staticmethod
+    def _columns_to_convert(chunk: list[tuple[Any, ...]], columns: list[Column]) -> list[int]:
+        work = []
+        for index, column in enumerate(columns):
+            plain = PLAIN_TYPES.get(column.type)
+            if plain is None or not {type(row[index]) for row in chunk} <= plain:
+                work.append(index)
+        return work

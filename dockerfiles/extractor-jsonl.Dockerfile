@@ -1,0 +1,10 @@
+# The jsonl extractor (JSON Lines or JSON array files; nested values kept as JSON).
+# Built by `etlctl images build jsonl` on top of the runtime image (runtime.Dockerfile);
+# run it as `docker run IMAGE spec|check|run` (docs/connector-protocol.md).
+ARG RUNTIME_IMAGE=etlctl/connector-runtime:0.1.0
+FROM ${RUNTIME_IMAGE}
+LABEL io.etlctl.protocol="1" \
+      io.etlctl.role="extractor" \
+      io.etlctl.type="jsonl"
+ENTRYPOINT ["python3", "-m", "connectors", "extractor", "jsonl"]
+CMD ["spec"]

@@ -1,0 +1,10 @@
+# The csv loader (a CSV file with a header, replaced atomically on full refresh).
+# Built by `etlctl images build csv` on top of the runtime image (runtime.Dockerfile);
+# run it as `docker run IMAGE spec|check|run` (docs/connector-protocol.md).
+ARG RUNTIME_IMAGE=etlctl/connector-runtime:0.1.0
+FROM ${RUNTIME_IMAGE}
+LABEL io.etlctl.protocol="1" \
+      io.etlctl.role="loader" \
+      io.etlctl.type="csv"
+ENTRYPOINT ["python3", "-m", "connectors", "loader", "csv"]
+CMD ["spec"]

@@ -1,0 +1,10 @@
+# The sqlite loader (a SQLite table, exactly-once, with schema evolution).
+# Built by `etlctl images build sqlite` on top of the runtime image (runtime.Dockerfile);
+# run it as `docker run IMAGE spec|check|run` (docs/connector-protocol.md).
+ARG RUNTIME_IMAGE=etlctl/connector-runtime:0.1.0
+FROM ${RUNTIME_IMAGE}
+LABEL io.etlctl.protocol="1" \
+      io.etlctl.role="loader" \
+      io.etlctl.type="sqlite"
+ENTRYPOINT ["python3", "-m", "connectors", "loader", "sqlite"]
+CMD ["spec"]
