@@ -101,18 +101,18 @@ class PeakMemorySampler:
                 [
                     "docker",
                     "ps",
-                    "-q",
                     "--no-trunc",
                     "--filter",
                     f"label=io.etlctl.connection={self.connection}",
                     "--format",
-                    '{{.ID}} {{.Label "io.etlctl.role"}}',
+                    "{{.ID}} {{.Names}}",
                 ],
                 capture_output=True,
                 text=True,
             ).stdout
             for line in out.splitlines():
-                container_id, _, role = line.partition(" ")
+                container_id, _, name = line.partition(" ")
+                role = name.rsplit("-", 1)[-1]  # names end in -extractor / -loader
                 peak = _cgroup_peak(container_id)
                 if peak:
                     self.peaks[role] = max(self.peaks.get(role, 0), peak)
@@ -195,9 +195,11 @@ def main() -> None:
         rate = args.rows / seconds
         results[runtime] = rate
         memory = ", ".join(f"{role} {peak / 2**20:.0f} MiB" for role, peak in sorted(peaks.items()))
+        in_run = args.rows / run["duration_seconds"]
         print(
             f"etlctl sync ({runtime:>6}): {rate:>10,.0f} rows/s  ({seconds:.2f}s wall, "
-            f"{rate / plain_rate:.2f}x plain)" + (f"  peak memory: {memory}" if memory else "")
+            f"{rate / plain_rate:.2f}x plain; {in_run:,.0f} rows/s between run start and end)"
+            + (f"  peak memory: {memory}" if memory else "")
         )
 
     register(store, "bench-small", small, work / "small.db")

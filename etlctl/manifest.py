@@ -526,17 +526,25 @@ def _secret_keys(item: ConnectorObject) -> set[str]:
 
 
 def _flatten(value: Any, prefix: str, into: dict[str, Any]) -> dict[str, Any]:
-    """Nested mappings become dotted paths so that a diff names the exact field."""
+    """Nested mappings become dotted paths so that a diff names the exact field.
+
+    Every leaf is kept, empty ones and nulls too, so that comparing the flat forms is exact.
+    """
     if isinstance(value, dict) and value and not catalog.is_secret_ref(value):
         for key, item in value.items():
             _flatten(item, f"{prefix}.{key}" if prefix else key, into)
-    elif value not in (None, {}, []):
+    else:
         into[prefix] = value
     return into
 
 
-def _masked(path: str, value: Any, secret_paths: set[str]) -> Any:
-    if path in secret_paths and value is not None and not catalog.is_secret_ref(value):
+_ABSENT = object()
+
+
+def _shown(path: str, flat: dict[str, Any], secret_paths: set[str]) -> Any:
+    """A value as a plan shows it: absent as None, plain secrets masked."""
+    value = flat.get(path)
+    if path in secret_paths and value not in (None, "") and not catalog.is_secret_ref(value):
         return catalog.MASK
     return value
 
@@ -544,16 +552,13 @@ def _masked(path: str, value: Any, secret_paths: set[str]) -> Any:
 def _diffs(
     before: dict[str, Any], after: dict[str, Any], secret_paths: set[str]
 ) -> tuple[FieldDiff, ...]:
+    """The changed fields by dotted path; empty when (and only when) nothing changed."""
     old, new = _flatten(before, "", {}), _flatten(after, "", {})
-    paths = list(new) + [path for path in old if path not in new]
+    paths = dict.fromkeys([*new, *old])
     return tuple(
-        FieldDiff(
-            path,
-            _masked(path, old.get(path), secret_paths),
-            _masked(path, new.get(path), secret_paths),
-        )
+        FieldDiff(path, _shown(path, old, secret_paths), _shown(path, new, secret_paths))
         for path in paths
-        if old.get(path) != new.get(path)
+        if old.get(path, _ABSENT) != new.get(path, _ABSENT)
     )
 
 

@@ -526,6 +526,10 @@ def _cleanup(session: _SyncSession, broker: Broker, queues: ConnectionQueues) ->
         log_parts.append(f"===== {role} (exit code {code}) =====\n{logs.rstrip()}\n")
         with contextlib.suppress(Exception):
             session.runtime.remove(handle)
+    # A signal may land between creating a container and getting its handle back: sweep
+    # by the run's label too.
+    with contextlib.suppress(Exception):
+        session.runtime.remove_leftovers({MANAGED_LABEL: "true", RUN_LABEL: run.id})
     with contextlib.suppress(Exception):
         broker.delete_queues(queues.names)
     if run.log_path:

@@ -171,7 +171,9 @@ def next_runs(expression: str, count: int = 3, now: datetime | None = None) -> l
     """The next firings in local time (cron fires in the machine's local time zone)."""
     if expression == MANUAL:
         return []
-    start = (now or datetime.now()).astimezone()
+    # An aware `now` keeps its zone (tests, other machines); a naive one is local time.
+    start = now or datetime.now()
+    start = start if start.tzinfo is not None else start.astimezone()
     iterator = croniter(five_fields(expression), start)
     return [iterator.get_next(datetime) for _ in range(count)]
 
@@ -202,32 +204,44 @@ def _first_existing(*candidates: str) -> str:
     return next((path for path in candidates if os.path.exists(path)), candidates[0])
 
 
+def installation_command() -> list[str]:
+    """How cron calls this very installation of etlctl, by absolute path.
+
+    The `etlctl` script beside this Python (a virtualenv's bin/) when there is one: its path
+    does not depend on whether `python` or `python3` started us, so the line stays the same
+    whoever runs `schedule apply`. Otherwise ``<this python> -m etlctl``. Paths are not
+    resolved: a virtualenv's python only finds its packages when called by its own path.
+    """
+    if not sys.executable or not os.path.isabs(sys.executable):
+        raise ServiceUnavailableError(
+            "cannot tell the absolute path of this Python, which the crontab entry must call",
+            hint="run etlctl from an installed Python or virtualenv",
+        )
+    script = os.path.join(os.path.dirname(sys.executable), "etlctl")
+    if os.path.isfile(script) and os.access(script, os.X_OK):
+        return [script]
+    return [sys.executable, "-m", "etlctl"]
+
+
 @dataclass(frozen=True)
 class JobEnvironment:
-    """Where the job runs: this installation's Python and the crontab owner's home.
+    """Where the job runs: this installation of etlctl and the crontab owner's home."""
 
-    ``sys.executable -m etlctl`` is the very installation running now (a virtualenv keeps
-    working because its python is called by its own path, not resolved to the system one).
-    """
-
-    python: str
+    program: tuple[str, ...]
     home: str
     env_tool: str = field(default_factory=lambda: _first_existing("/usr/bin/env", "/bin/env"))
     mkdir_tool: str = field(default_factory=lambda: _first_existing("/bin/mkdir", "/usr/bin/mkdir"))
 
     @classmethod
     def current(cls, user: str | None = None) -> JobEnvironment:
-        if not sys.executable or not os.path.isabs(sys.executable):
-            raise ServiceUnavailableError(
-                "cannot tell the absolute path of this Python, which the crontab entry must call",
-                hint="run etlctl from an installed Python or virtualenv",
-            )
         owner = pwd.getpwnam(user) if user else pwd.getpwuid(os.getuid())
-        return cls(python=sys.executable, home=owner.pw_dir)
+        return cls(program=tuple(installation_command()), home=owner.pw_dir)
 
     @property
     def path(self) -> str:
-        return f"{os.path.dirname(self.python)}:{SYSTEM_PATH}"
+        """This installation's bin directory first: connectors run by the local runtime and
+        tools next to etlctl are found as in the shell that installed the entry."""
+        return f"{os.path.dirname(self.program[0])}:{SYSTEM_PATH}"
 
 
 def cron_log_path(store_path: Path, connection: str) -> Path:
@@ -244,8 +258,8 @@ def build_command(store_path: Path, connection: str, job: JobEnvironment) -> str
         raise ValidationError(f"invalid connection name {connection!r}")
     real_store = crontab_safe(os.path.realpath(store_path), "store path")
     log_file = cron_log_path(store_path, connection)
+    program = [crontab_safe(arg, "etlctl path") for arg in job.program]
     parts = {
-        "python": crontab_safe(job.python, "Python path"),
         "home": crontab_safe(job.home, "home directory"),
         "log": crontab_safe(str(log_file), "log path"),
     }
@@ -262,7 +276,7 @@ def build_command(store_path: Path, connection: str, job: JobEnvironment) -> str
     sync = " ".join(
         q(arg)
         for arg in (
-            parts["python"], "-m", "etlctl", "--store", real_store,
+            *program, "--store", real_store,
             "sync", connection, "--trigger", "schedule",
         )
     )  # fmt: skip

@@ -68,7 +68,7 @@ main() {
     [ "$(id -u)" -eq 0 ] || die "debootstrap needs root: run this script as root"
     if ! have debootstrap; then
         say "installing debootstrap (apt-get)"
-        apt-cache show debootstrap >/dev/null 2>&1 || apt-get update -qq
+        apt-cache policy debootstrap 2>/dev/null | grep -q "Candidate: [0-9]" || apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
             debootstrap >/dev/null || die "apt-get install debootstrap failed"
     fi

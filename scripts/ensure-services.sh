@@ -57,13 +57,21 @@ wait_until() {
 }
 
 APT_UPDATED=0
+# `apt-cache show` also succeeds for packages that are only referenced (e.g. by an installed
+# package's Recommends) while the lists are empty: ask for an installable version instead.
+apt_has_candidate() {
+    local candidate
+    candidate="$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2; exit}')"
+    [ -n "$candidate" ] && [ "$candidate" != "(none)" ]
+}
+
 # Install Debian packages, refreshing the package lists only when apt does not know one of
 # them (a fresh machine has empty lists; a prepared one needs no network round trip).
 apt_install() {
     have apt-get || die "apt-get not found: install $* by hand (this script supports Debian/Ubuntu)"
     local pkg
     for pkg in "$@"; do
-        if [ "$APT_UPDATED" -eq 0 ] && ! apt-cache show "$pkg" >/dev/null 2>&1; then
+        if [ "$APT_UPDATED" -eq 0 ] && ! apt_has_candidate "$pkg"; then
             say "apt-get update (package lists do not know $pkg)"
             as_root apt-get update -qq || die "apt-get update failed (is a Debian mirror reachable?)"
             APT_UPDATED=1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sqlite3
 import subprocess
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests_support import leftover_containers, leftover_queues, write_users_csv
 from typer.testing import CliRunner
 
 from etlctl.cli.main import app
@@ -20,40 +20,6 @@ from etlctl.store import Store
 pytestmark = pytest.mark.integration
 
 ETLCTL = [sys.executable, "-m", "etlctl"]
-
-
-def leftover_containers(connection: str) -> list[str]:
-    out = subprocess.run(
-        ["docker", "ps", "-a", "-q", "--filter", f"label=io.etlctl.connection={connection}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return out.split()
-
-
-def leftover_queues(connection: str) -> list[str]:
-    out = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True, check=True
-    ).stdout
-    return [line for line in out.split() if line.startswith(f"etlctl.{connection}.")]
-
-
-def write_users_csv(path: Path, rows: int, start: int = 1) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "updated_at", "name", "amount", "active", "note"])
-        for i in range(start, start + rows):
-            writer.writerow(
-                [
-                    i,
-                    f"2024-05-01T{i % 24:02d}:00:00",
-                    f"user {i}",
-                    f"{i * 1.5:.2f}",
-                    "true" if i % 2 else "false",
-                    "" if i % 5 == 0 else f"n{i}",
-                ]
-            )
 
 
 @pytest.fixture

@@ -239,3 +239,14 @@ def test_export_text_is_strict_yaml_that_parses_back(tmp_path):
         ("loader", "wh"),
         ("connection", "users-to-wh"),
     ]
+
+
+def test_removing_an_empty_config_value_is_a_change(tmp_path):
+    store = Store(tmp_path / "store.json")
+    with_empty = SOURCE + "    null_values: []\n"
+    manifest.apply(store, _parse(with_empty))
+    plan = manifest.apply(store, _parse(SOURCE))
+    [step] = plan.steps
+    assert step.action is Action.UPDATE
+    assert [(d.path, d.before, d.after) for d in step.diffs] == [("config.null_values", [], None)]
+    assert "null_values" not in store.read().get("source", "users").config

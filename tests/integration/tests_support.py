@@ -1,0 +1,42 @@
+"""Helpers the integration tests share: what a sync leaves behind, and test data."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+from pathlib import Path
+
+
+def leftover_containers(connection: str) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-a", "-q", "--filter", f"label=io.etlctl.connection={connection}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()
+
+
+def leftover_queues(connection: str) -> list[str]:
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True, check=True
+    ).stdout
+    return [line for line in out.split() if line.startswith(f"etlctl.{connection}.")]
+
+
+def write_users_csv(path: Path, rows: int, start: int = 1) -> None:
+    """id, updated_at, name, amount, active, note (every fifth note empty, i.e. NULL)."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "updated_at", "name", "amount", "active", "note"])
+        for i in range(start, start + rows):
+            writer.writerow(
+                [
+                    i,
+                    f"2024-05-01T{i % 24:02d}:00:00",
+                    f"user {i}",
+                    f"{i * 1.5:.2f}",
+                    "true" if i % 2 else "false",
+                    "" if i % 5 == 0 else f"n{i}",
+                ]
+            )
