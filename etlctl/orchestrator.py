@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ PROTOCOL_VERSION = 1
 DEFAULT_TIMEOUT_SECONDS = 6 * 3600
 EVENT_WAIT_SECONDS = 0.1
 CONTAINER_POLL_SECONDS = 0.25
-# After one connector ends, how long the other may take to notice and finish on its own.
+# After the loader ends, how long the extractor may take to finish on its own.
 PEER_GRACE_SECONDS = 30.0
 MANAGED_LABEL = "io.etlctl.managed"
 CONNECTION_LABEL = "io.etlctl.connection"
@@ -340,8 +341,6 @@ def _install_sigterm_handler() -> Callable[[], None]:
 
 
 def _in_main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 
@@ -463,18 +462,13 @@ def _follow(session: _SyncSession) -> None:
             continue
         next_poll = now + CONTAINER_POLL_SECONDS
         session.poll_exits()
-        if session.finished():
-            break
-        failed = session.failed_role()
-        if failed is not None:
-            break  # the other one is stopped in cleanup
-        if any(code == 0 for code in session.exit_codes.values()):
-            # One side finished cleanly; the other should follow soon (the loader drains the
-            # queue after END). A peer that never finishes is a hung connector.
-            peer_deadline = peer_deadline or now + max(
-                PEER_GRACE_SECONDS, session.options.timeout / 100
-            )
-            if session.exit_codes.get("loader") == 0 and now > peer_deadline:
+        if session.finished() or session.failed_role() is not None:
+            break  # on a failure the other connector is stopped in cleanup
+        if session.exit_codes.get("loader") == 0:
+            # The loader only exits after END, so an extractor still running now is stuck
+            # on its way out; give it a moment to end by itself.
+            peer_deadline = peer_deadline or now + PEER_GRACE_SECONDS
+            if now > peer_deadline:
                 break
         if now > deadline:
             raise SyncTimeoutError(

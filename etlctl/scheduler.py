@@ -162,9 +162,8 @@ def describe_schedule(expression: str) -> str:
         return ExpressionDescriptor(
             five_fields(expression), use_24hour_time_format=True
         ).get_description()
-    # A valid cron expression it cannot put in words: show the expression itself.
     except (FormatException, MissingFieldException, WrongArgumentException):
-        return expression
+        return expression  # valid for cron, but not something it can put in words
 
 
 def next_runs(expression: str, count: int = 3, now: datetime | None = None) -> list[datetime]:
@@ -234,7 +233,10 @@ class JobEnvironment:
 
     @classmethod
     def current(cls, user: str | None = None) -> JobEnvironment:
-        owner = pwd.getpwnam(user) if user else pwd.getpwuid(os.getuid())
+        try:
+            owner = pwd.getpwnam(user) if user else pwd.getpwuid(os.getuid())
+        except KeyError:
+            raise ValidationError(f"no such user {user!r}") from None
         return cls(program=tuple(installation_command()), home=owner.pw_dir)
 
     @property

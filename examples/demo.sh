@@ -9,17 +9,9 @@ etlctl="$root/.venv/bin/etlctl"
 export ETLCTL_STORE="${ETLCTL_STORE:-$root/.demo/store.json}"
 mkdir -p "$root/.demo"
 
-if ! "$etlctl" source show users >/dev/null 2>&1; then
-    "$etlctl" source add users --type csv --config "path=$root/examples/data/users.csv"
-fi
-if ! "$etlctl" loader show warehouse >/dev/null 2>&1; then
-    "$etlctl" loader add warehouse --type sqlite \
-        --config "path=$root/.demo/warehouse.db" --config table=users
-fi
-if ! "$etlctl" connection show users-to-warehouse >/dev/null 2>&1; then
-    "$etlctl" connection add users-to-warehouse --source users --loader warehouse
-fi
-
+# The example objects are declared in examples/manifests/: applying them is idempotent.
+"$etlctl" apply -f "$root/examples/manifests/"
+echo
 "$etlctl" sync users-to-warehouse
 echo
 "$etlctl" runs list users-to-warehouse --limit 3

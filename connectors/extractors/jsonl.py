@@ -21,6 +21,7 @@ from connectors.sdk import ConnectorError, Extractor, RecordStream
 
 CHUNK_CHARACTERS = 1 << 20  # read a JSON array 1 Mi characters at a time
 _WHITESPACE = " \t\n\r"
+_NUMBER_CHARACTERS = "0123456789+-.eE"
 
 
 @dataclass
@@ -83,13 +84,19 @@ class JsonArrayReader:
                     raise ConnectorError(f"invalid JSON: {exc.msg}", self.position()) from None
                 self._read_more(grow=True)
                 continue
-            if end == len(self.buffer) and not self.eof:
-                # A number may go on in the next chunk ("12" of "123"): read on to be sure.
+            if not self.eof and self._may_go_on(value, end):
                 self._read_more(grow=True)
                 continue
             text = self.buffer[self.pos:end]
             self._advance(end)
             return Element(value, line, text)
+
+    def _may_go_on(self, value: Any, end: int) -> bool:
+        """A number cut by the end of the buffer ("12" of "123", "-0" of "-0.5") parses
+        too: it is complete only once a character that cannot be part of it follows."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return not self.buffer[end:].lstrip(_NUMBER_CHARACTERS)
 
     def _next_significant(self) -> str:
         """The next non-whitespace character (not consumed), '' at the end of the file."""

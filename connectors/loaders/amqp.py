@@ -129,4 +129,6 @@ class AmqpLoader(Loader):
         except pika.exceptions.NackError:
             raise ConnectorError("the target broker refused a message (nack)") from None
         except pika.exceptions.ChannelClosedByBroker as exc:
-            raise ConnectorError(f"the target broker closed the channel: {exc.reply_text}") from None
+            raise ConnectorError(
+                f"the target broker closed the channel: {exc.reply_text}"
+            ) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from contextlib import nullcontext
@@ -162,7 +163,7 @@ def _print_outcome(run) -> None:
         + rate
     )
     if run.state_after is not None:
-        say(f"state: {run.state_after}")
+        say(f"state: {json.dumps(run.state_after)}")
     if run.rejects_path:
         say(f"rejected records: {run.rejects_path}")
     say(f"log: {run.log_path}")

@@ -28,7 +28,7 @@ class Api(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # keep test output quiet
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+    def do_GET(self) -> None:
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         Api.seen.append({"path": url.path, "query": query,
@@ -58,7 +58,8 @@ class Api(BaseHTTPRequestHandler):
         start = int(query.get("from", 0))
         headers = {}
         if start + PAGE < len(records):
-            headers["Link"] = f'<http://{self.headers["Host"]}/link-header?from={start + PAGE}>; rel="next"'
+            link = f"http://{self.headers['Host']}/link-header?from={start + PAGE}"
+            headers["Link"] = f'<{link}>; rel="next"'
         self._send(200, records[start:start + PAGE], headers)
 
     def _page_number(self, records: list[dict], query: dict[str, str]) -> None:

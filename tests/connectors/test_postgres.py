@@ -31,7 +31,7 @@ def test_extractor_maps_types_and_streams_with_a_server_side_cursor(
     out = tmp_path / "out.jsonl"
     sync = make_sync("postgres", pg_database.config(table="source", fetch_size=1), "jsonl",
                      {"path": str(out)})
-    extractor, loader, events = sync.run()
+    extractor, loader, _ = sync.run()
     assert (extractor, loader) == (0, 0), sync.extractor_log + sync.loader_log
     first, second = [json.loads(line) for line in out.read_text().splitlines()]
     assert first == {
@@ -71,7 +71,8 @@ def test_extractor_query_incremental_reads_from_the_saved_cursor(
 def test_loader_creates_typed_table_and_evolves_it(tmp_path, make_sync, pg_database):  # noqa: F811
     source = tmp_path / "a.jsonl"
     source.write_text(
-        '{"id": 1, "n": 1.5, "ok": true, "s": "a\\"b, c", "doc": {"x": [1]}, "big": 9007199254740993}\n'
+        '{"id": 1, "n": 1.5, "ok": true, "s": "a\\"b, c", "doc": {"x": [1]}, '
+        '"big": 9007199254740993}\n'
         '{"id": 2, "n": null, "ok": false, "s": "Zoë\\n2", "doc": [1, "two"], "big": -1}\n',
         encoding="utf-8",
     )
@@ -178,8 +179,8 @@ def test_check_hides_the_password(tmp_path, make_sync, pg_database):  # noqa: F8
 def test_postgres_to_postgres_throughput(tmp_path, make_sync, pg_database, rows):  # noqa: F811
     pg_database.execute(
         "CREATE TABLE big AS SELECT i AS id, md5(i::text) AS name, i * 0.5 AS score, "
-        "'2024-01-01'::timestamptz + i * interval '1 second' AS at FROM generate_series(1, %s) i"
-        % rows
+        "'2024-01-01'::timestamptz + i * interval '1 second' AS at "
+        f"FROM generate_series(1, {rows}) i"
     )
     sync = make_sync("postgres", pg_database.config(table="big"), "postgres",
                      pg_database.config(table="big_copy"))

@@ -160,3 +160,31 @@ def test_cron_fires_a_connection_and_the_run_is_recorded(
         scheduler.store_id(Path(store_path)),
     )
     assert own == {}
+
+
+def test_a_firing_while_the_previous_run_still_runs_records_a_skipped_run(
+    services, tmp_path, monkeypatch
+):
+    """The entry's command, run by /bin/sh as cron runs it, while the connection's sync lock
+    is held (as by a long previous run): it must not start, and must leave a `skipped` run."""
+    from etlctl import orchestrator, registry
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    store = Store(tmp_path / "skip" / "store.json")
+    source_csv = tmp_path / "users.csv"
+    source_csv.write_text("id,name\n1,ada\n")
+    registry.add_connector_object(store, "source", "users", "csv", {"path": str(source_csv)})
+    registry.add_connector_object(store, "loader", "out", "jsonl", {"path": str(tmp_path / "o")})
+    connection = registry.new_connection("busy", "users", "out", schedule="* * * * *")
+    registry.add_connection(store, connection)
+    line = scheduler.entry_for(store.path, connection, scheduler.JobEnvironment.current())
+
+    with orchestrator.connection_lock(store, "busy"):
+        fired = subprocess.run(
+            ["/bin/sh", "-c", line.split(None, 5)[5]], capture_output=True, text=True, timeout=120
+        )
+    assert fired.returncode == 0  # the shell's status: the output went to cron.log
+    [run] = store.read().list_runs("busy")
+    assert (run.trigger, run.status) == ("schedule", RunStatus.SKIPPED)
+    assert "already syncing" in (run.error or "")
+    assert "already syncing" in scheduler.cron_log_path(store.path, "busy").read_text()

@@ -270,7 +270,7 @@ def test_cli_keeps_the_crontab_in_step(cli, crontab):
 
 def test_concurrent_applies_of_several_stores_lose_nothing(crontab, tmp_path):
     """`crontab FILE` replaces the whole table: without the lock, writers drop each other."""
-    stores = [_store(tmp_path / f"s{index}" / "store.json", {"conn": "@daily"}) for index in range(8)]
+    stores = [_store(tmp_path / f"s{i}" / "store.json", {"conn": "@daily"}) for i in range(8)]
     code = (
         "import sys\n"
         "from etlctl import scheduler\n"
@@ -285,9 +285,7 @@ def test_concurrent_applies_of_several_stores_lose_nothing(crontab, tmp_path):
     assert [worker.wait(timeout=120) for worker in workers] == [0] * len(stores)
     text = crontab.text()
     assert text.startswith(FOREIGN)
-    assert sorted(_ours(text)) == sorted(
-        line for store in stores for line in _ours(text) if str(store.path) in line
-    )
+    assert len(_ours(text)) == len(stores)
     assert {scheduler.parse_tag(line).store_id for line in _ours(text)} == {
         scheduler.store_id(store.path) for store in stores
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -129,6 +130,14 @@ def test_the_line_runs_this_installation_with_the_store_and_a_log(tmp_path):
         log,
         "2>&1",
     ]
+
+
+def test_the_entry_calls_this_installation_by_absolute_path():
+    job = scheduler.JobEnvironment.current()
+    assert Path(job.program[0]).is_absolute() and Path(job.program[0]).exists()
+    assert job.program in {(str(Path(sys.executable).parent / "etlctl"),),
+                           (sys.executable, "-m", "etlctl")}  # fmt: skip
+    assert job.path.startswith(str(Path(job.program[0]).parent) + ":")
 
 
 def test_macros_stay_macros(tmp_path):
