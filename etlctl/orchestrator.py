@@ -510,7 +510,9 @@ def _cleanup(session: _SyncSession, broker: Broker, queues: ConnectionQueues) ->
     for role, handle in session.handles.items():
         with contextlib.suppress(Exception):
             if session.runtime.exit_code(handle) is None:
-                session.runtime.stop(handle)
+                # Kill at once: a graceful stop would give a loader time to commit a load
+                # the run no longer owns (after a timeout or a cancel).
+                session.runtime.stop(handle, timeout=0)
         code = None
         with contextlib.suppress(Exception):
             code = session.runtime.exit_code(handle)
