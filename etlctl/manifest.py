@@ -855,20 +855,6 @@ def apply(
         return reconcile(view, manifests, prune=prune)
 
 
-def crontab_supported() -> bool:
-    """Whether this etlctl has the schedules issue's ``scheduler.sync_crontab``."""
-    return callable(getattr(scheduler, "sync_crontab", None))
-
-
-def update_crontab(store: Store) -> Any:
-    """Make the crontab match the store after an apply changed a schedule.
-
-    The call site for ``scheduler.sync_crontab(store) -> CrontabChange`` (schedules issue);
-    check ``crontab_supported()`` first.
-    """
-    return scheduler.sync_crontab(store)  # type: ignore[attr-defined]
-
-
 # --- export --------------------------------------------------------------------------------
 def _document(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {

@@ -258,6 +258,7 @@ class _SyncSession:
         self.handles: dict[str, Any] = {}
         self.exit_codes: dict[str, int | None] = {}
         self.errors: list[str] = []
+        self.skipped: dict[str, int] = {}
         self.loader_done = False
 
     # events from the connectors
@@ -275,8 +276,8 @@ class _SyncSession:
         elif kind == "checkpoint_committed":
             self._save_checkpoint(event)
         elif kind == "rejected":
-            # `count` is the connector's running total; the records are in the rejects file.
-            self.run.records_skipped = max(self.run.records_skipped, int(event.get("count", 0)))
+            # `count` is that connector's running total; the records are in the rejects file.
+            self._count_skipped(role, int(event.get("count", 0)))
         elif kind == "error":
             self.errors.append(_describe_error_event(event))
         elif kind == "done":
@@ -286,10 +287,15 @@ class _SyncSession:
                 self.progress.extractor_done = True
             else:
                 self.run.records_loaded = int(event.get("records", self.run.records_loaded))
-                self.run.records_skipped = int(event.get("skipped", self.run.records_skipped))
                 self.progress.loader_done = self.loader_done = True
+            self._count_skipped(role, int(event.get("skipped", 0)))
         if self.on_progress:
             self.on_progress(self.progress)
+
+    def _count_skipped(self, role: str, running_total: int) -> None:
+        """Each connector counts its own rejects; the run shows their sum."""
+        self.skipped[role] = max(self.skipped.get(role, 0), running_total)
+        self.run.records_skipped = sum(self.skipped.values())
 
     def _save_checkpoint(self, event: dict[str, Any]) -> None:
         state = event.get("state")
@@ -368,7 +374,9 @@ def run_sync(
     mounts = {"extractor": mounts_for(source), "loader": mounts_for(loader)}
     amqp_url = resolve_amqp_url(options.amqp_url, view.settings())
 
-    with Broker.connect(amqp_url) as broker, connection_lock(store, connection.name):
+    # The lock first: a firing while the previous run still runs is "skipped", whatever
+    # the broker's state.
+    with connection_lock(store, connection.name), Broker.connect(amqp_url) as broker:
         remove_leftovers(store, connection.name, runtime, broker)
         saved = store.read().get_state(connection.name)
         state = saved.state if saved and connection.mode.value != "full_refresh" else None

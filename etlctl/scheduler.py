@@ -65,6 +65,7 @@ MACRO_FIELDS = {
 # also takes L, W, # and ?, which cron does not (and '#' would start a comment in the line).
 CRON_FIELD = re.compile(r"^[0-9A-Za-z*,/-]+$")
 CRON_NAME = re.compile(r"[A-Za-z]+")
+FIELD_LABELS = ("minute", "hour", "day-of-month", "month", "day-of-week")
 FIELD_NAMES = {
     3: {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"},
     4: {"sun", "mon", "tue", "wed", "thu", "fri", "sat"},
@@ -111,11 +112,12 @@ def _invalid_fields(text: str, reason: str) -> ValidationError:
 
 def _check_field_syntax(text: str, fields: list[str]) -> None:
     for index, value in enumerate(fields):
+        label = f"the {FIELD_LABELS[index]} field {value!r}"
         if not CRON_FIELD.fullmatch(value):
-            raise _invalid_fields(text, f"field {index + 1} ({value!r}) has characters cron lacks")
+            raise _invalid_fields(text, f"{label} has characters cron does not understand")
         for word in CRON_NAME.findall(value):
             if word.lower() not in FIELD_NAMES.get(index, set()):
-                raise _invalid_fields(text, f"field {index + 1} ({value!r}) has {word!r}")
+                raise _invalid_fields(text, f"cron does not understand {word!r} in {label}")
 
 
 def _cron_accepts(text: str) -> bool:

@@ -40,6 +40,17 @@ as_root() {
 # would hold the lock for its whole life and every later run of this script would hang.
 start_daemon() { as_root "$@" 9>&-; }
 
+# True when a process with this exact command name runs. Reads /proc directly: pgrep
+# (procps) is missing from minimal Debian images.
+process_running() {
+    local comm name
+    for comm in /proc/[0-9]*/comm; do
+        read -r name 2>/dev/null <"$comm" || continue
+        [ "$name" = "$1" ] && return 0
+    done
+    return 1
+}
+
 # True when systemd is PID 1: then services are started the system's way.
 systemd_is_init() { [ -d /run/systemd/system ]; }
 
@@ -79,9 +90,15 @@ apt_install() {
     done
     say "installing $* (apt-get)"
     # The lock timeout lets us queue behind another apt run instead of failing at once.
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        -o DPkg::Lock::Timeout=300 --no-install-recommends "$@" >/dev/null \
-        || die "apt-get install $* failed"
+    local log
+    log="$(mktemp)"
+    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        -o DPkg::Lock::Timeout=300 --no-install-recommends "$@" >"$log" 2>&1; then
+        tail -n 15 "$log" >&2
+        rm -f "$log"
+        die "apt-get install $* failed"
+    fi
+    rm -f "$log"
 }
 
 # --- docker ---------------------------------------------------------------------------------
@@ -99,7 +116,7 @@ ensure_docker() {
     if systemd_is_init; then
         start_daemon systemctl start docker || true
     fi
-    if ! docker_answers && ! pgrep -x dockerd >/dev/null; then
+    if ! docker_answers && ! process_running dockerd; then
         say "starting dockerd (log: /var/log/dockerd.log)"
         # setsid + closed stdin: the daemon must outlive this script and its terminal.
         start_daemon bash -c 'setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null &'
@@ -185,7 +202,7 @@ ensure_postgres() {
 }
 
 # --- cron -----------------------------------------------------------------------------------
-cron_running() { pgrep -x cron >/dev/null 2>&1; }
+cron_running() { process_running cron; }
 
 ensure_cron() {
     if cron_running && have crontab; then

@@ -13,8 +13,9 @@ import typer
 from rich.markup import escape
 
 from etlctl import manifest
-from etlctl.cli.output import AppState, app_state, note, print_json, stdout
-from etlctl.errors import EtlctlError, ValidationError
+from etlctl.cli.output import app_state, note, print_json, stdout
+from etlctl.cli.schedule import no_crontab_option, sync_after_change
+from etlctl.errors import ValidationError
 from etlctl.manifest import Action, FieldDiff, Plan, Step
 
 DONE = {
@@ -86,26 +87,6 @@ def render_plan(plan: Plan, as_json: bool) -> None:
     stdout.print(_summary(plan))
 
 
-def _sync_crontab(state: AppState) -> None:
-    """After the store committed: make the crontab follow the changed schedules."""
-    if not manifest.crontab_supported():
-        note(
-            "warning: a schedule changed but this etlctl cannot update the crontab; "
-            "run `etlctl schedule apply` when it can"
-        )
-        return
-    try:
-        change = manifest.update_crontab(state.store)
-    except EtlctlError as exc:
-        # Same class, same exit code; the message says the store part did happen.
-        raise type(exc)(
-            f"the manifests were applied, but the crontab was not updated: {exc.message}",
-            hint="fix that and run `etlctl schedule apply`, or apply with --no-crontab",
-        ) from exc
-    summary = change.summary() if hasattr(change, "summary") else str(change)
-    note(f"crontab: {escape(summary)}")
-
-
 def _load(files: list[str]) -> list[manifest.Manifest]:
     return manifest.load(files, stdin=typer.get_binary_stream("stdin"))
 
@@ -140,17 +121,15 @@ def apply_command(
         "--prune",
         help="Remove objects an earlier apply created that the manifests no longer declare.",
     ),
-    no_crontab: bool = typer.Option(
-        False, "--no-crontab", help="Do not update the crontab when a schedule changes."
-    ),
+    no_crontab: bool = no_crontab_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
     state = app_state(ctx)
     manifests = _load(files)
     plan = manifest.apply(state.store, manifests, prune=prune, dry_run=dry_run)
     render_plan(plan, as_json)
-    if plan.schedules_changed and not dry_run and not no_crontab:
-        _sync_crontab(state)
+    if not dry_run:
+        sync_after_change(state.store, plan.schedules_changed, no_crontab)
 
 
 DIFF_HELP = """Show what `etlctl apply` would change, and change nothing.

@@ -55,13 +55,15 @@ def test_valid_schedules(expression):
         ("* * * * * *", "6 field(s)"),
         ("@sometimes", "unknown macro"),
         ("@reboot", "unknown macro"),
-        ("0 0 L * *", "has 'L'"),  # croniter takes L; cron does not
-        ("0 0 * * 1#2", "characters cron lacks"),  # '#' would start a comment in the line
-        ("0 0 ? * *", "characters cron lacks"),
+        # croniter takes L; cron does not
+        ("0 0 L * *", "does not understand 'L' in the day-of-month field"),
+        # '#' would also start a comment in the crontab line
+        ("0 0 * * 1#2", "characters cron does not understand"),
+        ("0 0 ? * *", "characters cron does not understand"),
         ("5/10 * * * *", "malformed"),  # a step without a range: croniter yes, cron no
-        ("0 0 * mon *", "has 'mon'"),  # a day name in the month field
+        ("0 0 * mon *", "does not understand 'mon' in the month field"),  # a day name
         ("* * * * *\n* * * * * rm -rf /", "one line"),
-        ("* * * * %", "characters cron lacks"),
+        ("* * * * %", "characters cron does not understand"),
     ],
 )
 def test_invalid_schedules_are_refused_clearly(expression, says):
