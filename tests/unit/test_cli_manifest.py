@@ -62,7 +62,7 @@ def crontab_syncs(monkeypatch) -> list[Store]:
         return scheduler.CrontabChange(added=["users-to-warehouse"], written=True)
 
     monkeypatch.setattr(scheduler, "sync_crontab", fake_sync_crontab)
-    monkeypatch.delenv("ETLCTL_NO_CRONTAB")  # the recorder stands in for the crontab
+    monkeypatch.delenv("ETLCTL_NO_CRONTAB", raising=False)  # the recorder stands in for the crontab
     return calls
 
 
@@ -473,7 +473,7 @@ def test_a_crontab_failure_says_the_store_was_applied(cli, manifests, store_path
         raise ServiceUnavailableError("crontab: command not found")
 
     monkeypatch.setattr(scheduler, "sync_crontab", unavailable)
-    monkeypatch.delenv("ETLCTL_NO_CRONTAB")
+    monkeypatch.delenv("ETLCTL_NO_CRONTAB", raising=False)
     (manifests / "3-connections.yaml").write_text(CONNECTION + '  schedule: "@hourly"\n')
     result = cli("apply", "-f", str(manifests), code=ServiceUnavailableError.exit_code)
     assert "the store was changed, but the crontab was not updated" in result.stderr
