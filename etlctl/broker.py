@@ -48,8 +48,10 @@ class ConnectionQueues:
     events: str
 
     @classmethod
-    def for_connection(cls, connection: str) -> ConnectionQueues:
-        return cls(data=f"etlctl.{connection}.data", events=f"etlctl.{connection}.events")
+    def for_connection(cls, connection: str, store_id: str) -> ConnectionQueues:
+        """Named after the connection, then the store (see Store.id)."""
+        prefix = f"etlctl.{connection}.{store_id}"
+        return cls(data=f"{prefix}.data", events=f"{prefix}.events")
 
     @property
     def names(self) -> tuple[str, str]:

@@ -53,6 +53,7 @@ CONTAINER_POLL_SECONDS = 0.25
 PEER_GRACE_SECONDS = 30.0
 MANAGED_LABEL = "io.etlctl.managed"
 CONNECTION_LABEL = "io.etlctl.connection"
+STORE_LABEL = "io.etlctl.store"
 RUN_LABEL = "io.etlctl.run"
 
 
@@ -216,8 +217,10 @@ def connection_lock(store: Store, connection: str) -> Iterator[None]:
 
 def remove_leftovers(store: Store, connection: str, runtime: Runtime, broker: Broker) -> list[str]:
     """With the connection's lock held, anything of a previous run is an orphan."""
-    removed = runtime.remove_leftovers({MANAGED_LABEL: "true", CONNECTION_LABEL: connection})
-    removed += broker.delete_queues(ConnectionQueues.for_connection(connection).names)
+    removed = runtime.remove_leftovers(
+        {MANAGED_LABEL: "true", STORE_LABEL: store.id, CONNECTION_LABEL: connection}
+    )
+    removed += broker.delete_queues(ConnectionQueues.for_connection(connection, store.id).names)
     with store.transaction() as view:
         for run in view.list_runs(connection, RunStatus.RUNNING):
             run.status = RunStatus.FAILED
@@ -397,7 +400,7 @@ def run_sync(
             role_mounts.append(Mount(host_path=str(run_logs), read_only=False))
         with store.transaction() as tx:
             tx.save_run(run)
-        queues = ConnectionQueues.for_connection(connection.name)
+        queues = ConnectionQueues.for_connection(connection.name, store.id)
         session = _SyncSession(
             store, connection, run, runtime, broker, queues, options, on_progress
         )
@@ -419,6 +422,7 @@ def run_sync(
                     run_file=str(run_file),
                     labels={
                         MANAGED_LABEL: "true",
+                        STORE_LABEL: store.id,
                         CONNECTION_LABEL: connection.name,
                         RUN_LABEL: run.id,
                         "io.etlctl.role": side.role,

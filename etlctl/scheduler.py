@@ -22,7 +22,6 @@ How the crontab is kept (docs/schedules.md explains it for users):
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import pwd
 import re
@@ -48,7 +47,7 @@ from crontab import CronItem
 from etlctl.errors import ConflictError, ServiceUnavailableError, ValidationError
 from etlctl.models import NAME_PATTERN, Connection
 from etlctl.paths import locks_dir, logs_dir
-from etlctl.store import Store
+from etlctl.store import STORE_ID_LENGTH, Store
 
 MANUAL = "manual"
 MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
@@ -72,7 +71,6 @@ FIELD_NAMES = {
 }
 
 TAG_PREFIX = "etlctl"
-STORE_ID_LENGTH = 12
 # Our tag ends a line: "... # etlctl:<store-id>:<connection>". Anchored at the end so that a
 # '#' inside a quoted store path cannot be mistaken for it.
 TAG_PATTERN = re.compile(
@@ -182,8 +180,7 @@ def next_runs(expression: str, count: int = 3, now: datetime | None = None) -> l
 # --- the crontab line --------------------------------------------------------------------------
 def store_id(store_path: Path) -> str:
     """A short, stable id of a store: the tag that keeps several stores apart."""
-    real = os.path.realpath(store_path)
-    return hashlib.sha256(real.encode()).hexdigest()[:STORE_ID_LENGTH]
+    return Store(store_path).id
 
 
 def entry_tag(store_hash: str, connection: str) -> str:

@@ -16,6 +16,7 @@ Promises (tests/unit/test_store*.py and tests/integration/test_store_processes.p
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -35,6 +36,7 @@ APP_MARKER = "etlctl"
 META_TABLE = "_meta"
 LOCK_TIMEOUT_SECONDS = 30.0
 RUNS_KEPT_PER_CONNECTION = 500
+STORE_ID_LENGTH = 12
 
 # version N -> function turning a version-N document into a version N+1 document.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -280,6 +282,14 @@ class Store:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path).expanduser().absolute()
+
+    @property
+    def id(self) -> str:
+        """A short, stable id of this store file. Queues, container labels and crontab tags
+        carry it, so that several stores on one host (two users, parallel test runs) never
+        touch each other's things even when their connections share a name."""
+        real = os.path.realpath(self.path)
+        return hashlib.sha256(real.encode()).hexdigest()[:STORE_ID_LENGTH]
 
     @property
     def lock_path(self) -> Path:

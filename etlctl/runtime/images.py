@@ -99,7 +99,8 @@ def dockerfiles_dir() -> Path:
     """``$ETLCTL_DOCKERFILES``, else ``dockerfiles/`` of the checkout etlctl runs from."""
     explicit = os.environ.get(DOCKERFILES_ENV)
     candidates = [Path(explicit)] if explicit else []
-    candidates.append(Path(__file__).resolve().parents[2] / "dockerfiles")
+    candidates.append(Path(__file__).resolve().parents[2] / "dockerfiles")  # a checkout
+    candidates.append(Path(sys.prefix) / "share" / "etlctl" / "dockerfiles")  # an install
     for candidate in candidates:
         if (candidate / RUNTIME_DOCKERFILE).is_file():
             return candidate

@@ -76,15 +76,36 @@ def pg_config(dbname: str, **extra: str) -> list[str]:
 
 
 def test_postgres_to_postgres_incremental_dedup_keeps_latest_versions(etl, pg):
-    pg_exec(pg, "CREATE TABLE src (id int PRIMARY KEY, name text, score numeric, "
-                "tags jsonb, updated_at timestamptz, born date, active boolean)")
-    pg_exec(pg, "INSERT INTO src SELECT i, 'user ' || i, i * 1.5, "
-                "jsonb_build_object('n', i), '2024-05-01 00:00+00'::timestamptz + (i % 10) * "
-                "interval '1 hour', DATE '2000-01-01' + i, i % 2 = 0 FROM generate_series(1, 3000) i")
+    pg_exec(
+        pg,
+        "CREATE TABLE src (id int PRIMARY KEY, name text, score numeric, "
+        "tags jsonb, updated_at timestamptz, born date, active boolean)",
+    )
+    pg_exec(
+        pg,
+        "INSERT INTO src SELECT i, 'user ' || i, i * 1.5, "
+        "jsonb_build_object('n', i), '2024-05-01 00:00+00'::timestamptz + (i % 10) * "
+        "interval '1 hour', DATE '2000-01-01' + i, i % 2 = 0 FROM generate_series(1, 3000) i",
+    )
     etl("source", "add", "pgsrc", "--type", "postgres", *pg_config(pg, table="src"))
-    etl("loader", "add", "pgdst", "--type", "postgres", *pg_config(pg, table="dst", schema="public"))
-    etl("connection", "add", "pg2pg", "--source", "pgsrc", "--loader", "pgdst", "--mode", "dedup",
-        "--cursor-field", "updated_at", "--primary-key", "id")
+    etl(
+        "loader", "add", "pgdst", "--type", "postgres", *pg_config(pg, table="dst", schema="public")
+    )
+    etl(
+        "connection",
+        "add",
+        "pg2pg",
+        "--source",
+        "pgsrc",
+        "--loader",
+        "pgdst",
+        "--mode",
+        "dedup",
+        "--cursor-field",
+        "updated_at",
+        "--primary-key",
+        "id",
+    )
     first = json.loads(etl("sync", "pg2pg", "--json").stdout)
     assert first["status"] == "succeeded" and first["records_loaded"] == 3000
     assert pg_rows(pg, "SELECT count(*), count(DISTINCT id) FROM dst") == [(3000, 3000)]
@@ -93,9 +114,14 @@ def test_postgres_to_postgres_incremental_dedup_keeps_latest_versions(etl, pg):
     assert str(row[3]) == "2000-01-05" and row[4] is True
 
     # Updates past the cursor, new rows sharing the saved cursor value, and new rows.
-    pg_exec(pg, "UPDATE src SET name = 'renamed', updated_at = '2024-06-01 00:00+00' WHERE id <= 10")
-    pg_exec(pg, "INSERT INTO src SELECT i, 'late ' || i, 0, '{}', "
-                "'2024-05-01 09:00+00', DATE '2000-01-01', false FROM generate_series(3001, 3050) i")
+    pg_exec(
+        pg, "UPDATE src SET name = 'renamed', updated_at = '2024-06-01 00:00+00' WHERE id <= 10"
+    )
+    pg_exec(
+        pg,
+        "INSERT INTO src SELECT i, 'late ' || i, 0, '{}', "
+        "'2024-05-01 09:00+00', DATE '2000-01-01', false FROM generate_series(3001, 3050) i",
+    )
     etl("sync", "pg2pg")
     assert pg_rows(pg, "SELECT count(*), count(DISTINCT id) FROM dst") == [(3050, 3050)]
     assert pg_rows(pg, "SELECT count(*) FROM dst WHERE name = 'renamed'") == [(10,)]
@@ -143,11 +169,34 @@ def api() -> Iterator[str]:
 
 def test_http_api_with_retries_into_sqlite(etl, api, tmp_path):
     target = tmp_path / "out" / "api.db"
-    etl("source", "add", "api", "--type", "http", "--config", f"url={api}",
-        "--config", "records_path=data.items", "--config", "pagination.type=page_number",
-        "--config", "pagination.page_size=100", "--config", "bearer_token=tok-sentinel-123")
-    etl("loader", "add", "apidb", "--type", "sqlite", "--config", f"path={target}",
-        "--config", "table=items")
+    etl(
+        "source",
+        "add",
+        "api",
+        "--type",
+        "http",
+        "--config",
+        f"url={api}",
+        "--config",
+        "records_path=data.items",
+        "--config",
+        "pagination.type=page_number",
+        "--config",
+        "pagination.page_size=100",
+        "--config",
+        "bearer_token=tok-sentinel-123",
+    )
+    etl(
+        "loader",
+        "add",
+        "apidb",
+        "--type",
+        "sqlite",
+        "--config",
+        f"path={target}",
+        "--config",
+        "table=items",
+    )
     etl("connection", "add", "api2db", "--source", "api", "--loader", "apidb")
     run = json.loads(etl("sync", "api2db", "--json").stdout)
     assert run["records_loaded"] == 250
@@ -162,8 +211,14 @@ def test_jsonl_to_csv_with_a_transform(etl, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     lines = [
-        {"id": i, "email": f"u{i}@x.org", "country": "GB" if i % 2 else "FR",
-         "amount": i * 10.0, "secret_note": "x", "address": {"city": "Zürich"}}
+        {
+            "id": i,
+            "email": f"u{i}@x.org",
+            "country": "GB" if i % 2 else "FR",
+            "amount": i * 10.0,
+            "secret_note": "x",
+            "address": {"city": "Zürich"},
+        }
         for i in range(1, 101)
     ]
     (data / "users.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in lines))
@@ -176,8 +231,17 @@ def test_jsonl_to_csv_with_a_transform(etl, tmp_path):
     target = tmp_path / "out" / "users.csv"
     etl("source", "add", "js", "--type", "jsonl", "--config", f"path={data}/*.jsonl")
     etl("loader", "add", "csvout", "--type", "csv", "--config", f"path={target}")
-    etl("connection", "add", "js2csv", "--source", "js", "--loader", "csvout",
-        "--transform-file", str(transform))
+    etl(
+        "connection",
+        "add",
+        "js2csv",
+        "--source",
+        "js",
+        "--loader",
+        "csvout",
+        "--transform-file",
+        str(transform),
+    )
     etl("sync", "js2csv")
     import csv
 
@@ -196,8 +260,17 @@ def test_a_transform_naming_a_missing_column_fails_naming_it(etl, tmp_path):
     transform.write_text("select: [id, nope]\n")
     etl("source", "add", "s", "--type", "csv", "--config", f"path={tmp_path}/a.csv")
     etl("loader", "add", "d", "--type", "jsonl", "--config", f"path={tmp_path}/out.jsonl")
-    etl("connection", "add", "tbad", "--source", "s", "--loader", "d",
-        "--transform-file", str(transform))
+    etl(
+        "connection",
+        "add",
+        "tbad",
+        "--source",
+        "s",
+        "--loader",
+        "d",
+        "--transform-file",
+        str(transform),
+    )
     result = etl("sync", "tbad", code=1)
     assert "'nope'" in result.stderr
 
@@ -206,10 +279,28 @@ def test_bad_records_are_skipped_counted_and_written_to_the_rejects_file(etl, tm
     source = tmp_path / "in.csv"
     source.write_text("id,amount\n1,1.5\n2,oops\n3,2.5\n4,nan-ish\n5,3.5\n")
     target = tmp_path / "out" / "t.db"
-    etl("source", "add", "s", "--type", "csv", "--config", f"path={source}",
-        "--config", "column_types={\"id\": \"integer\", \"amount\": \"number\"}")
-    etl("loader", "add", "d", "--type", "sqlite", "--config", f"path={target}",
-        "--config", "table=t")
+    etl(
+        "source",
+        "add",
+        "s",
+        "--type",
+        "csv",
+        "--config",
+        f"path={source}",
+        "--config",
+        'column_types={"id": "integer", "amount": "number"}',
+    )
+    etl(
+        "loader",
+        "add",
+        "d",
+        "--type",
+        "sqlite",
+        "--config",
+        f"path={target}",
+        "--config",
+        "table=t",
+    )
     etl("connection", "add", "skip", "--source", "s", "--loader", "d", "--on-error", "skip")
     run = json.loads(etl("sync", "skip", "--json").stdout)
     assert run["status"] == "succeeded"
@@ -217,7 +308,9 @@ def test_bad_records_are_skipped_counted_and_written_to_the_rejects_file(etl, tm
     rejects = [json.loads(line) for line in Path(run["rejects_path"]).read_text().splitlines()]
     assert len(rejects) == 2 and all("line" in json.dumps(r["position"]) for r in rejects)
     assert sqlite3.connect(target).execute("SELECT id FROM t ORDER BY id").fetchall() == [
-        (1,), (3,), (5,)
+        (1,),
+        (3,),
+        (5,),
     ]
 
     etl("connection", "update", "skip", "--on-error", "fail")
@@ -230,10 +323,30 @@ def test_a_new_column_in_a_later_sync_is_added_to_the_target(etl, tmp_path):
     source.write_text("id,name\n1,a\n2,b\n")
     target = tmp_path / "out" / "t.db"
     etl("source", "add", "s", "--type", "csv", "--config", f"path={source}")
-    etl("loader", "add", "d", "--type", "sqlite", "--config", f"path={target}",
-        "--config", "table=t")
-    etl("connection", "add", "evo", "--source", "s", "--loader", "d", "--mode", "dedup",
-        "--primary-key", "id")
+    etl(
+        "loader",
+        "add",
+        "d",
+        "--type",
+        "sqlite",
+        "--config",
+        f"path={target}",
+        "--config",
+        "table=t",
+    )
+    etl(
+        "connection",
+        "add",
+        "evo",
+        "--source",
+        "s",
+        "--loader",
+        "d",
+        "--mode",
+        "dedup",
+        "--primary-key",
+        "id",
+    )
     etl("sync", "evo")
     source.write_text("id,name,score\n2,b2,7\n3,c,9\n")
     etl("sync", "evo")

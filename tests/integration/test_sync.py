@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from tests_support import leftover_containers, leftover_queues, write_users_csv
 from typer.testing import CliRunner
 
 from etlctl.cli.main import app
 from etlctl.store import Store
+from tests_support import leftover_containers, leftover_queues, write_users_csv
 
 pytestmark = pytest.mark.integration
 

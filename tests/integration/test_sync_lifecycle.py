@@ -12,9 +12,9 @@ import sys
 import time
 
 import pytest
-from tests_support import leftover_containers, leftover_queues, write_users_csv
 
 from etlctl.store import Store
+from tests_support import leftover_containers, leftover_queues, write_users_csv
 
 pytestmark = pytest.mark.integration
 
