@@ -68,6 +68,12 @@ class ImageMissingError(ServiceUnavailableError):
     """A connector image is not present on the Docker engine."""
 
 
+class ConnectorCheckFailed(EtlctlError):
+    """A connector's `check` found its config does not work (file, database, API)."""
+
+    exit_code = 1
+
+
 class SyncFailedError(EtlctlError):
     """A sync ran and failed; the run record holds the details."""
 

@@ -607,3 +607,63 @@ def collect_garbage(
             except ConflictError:
                 report.busy.append(connection.name)
     return report
+
+
+@dataclass
+class CheckResult:
+    ok: bool
+    message: str
+
+
+def check_connector(
+    store: Store,
+    kind: str,
+    name: str,
+    runtime_name: str = "docker",
+    network: str = "host",
+    timeout: float = 120,
+) -> CheckResult:
+    """Run the connector's `check` (file readable, database reachable) with its real config."""
+    side = _side(store.read().get(kind, name))
+    runtime = get_runtime(runtime_name)
+    runtime.preflight()
+    if runtime_name == "docker":
+        runtime.ensure_image(side.image)
+    work_dir = Path(tempfile.mkdtemp(prefix=f"etlctl-check-{name}-"))
+    try:
+        run_file = work_dir / "run.json"
+        document = {
+            "protocol": PROTOCOL_VERSION,
+            "role": side.role,
+            "connector_type": side.obj.type,
+            "config": side.config,
+            "state": None,
+            "sync": {"mode": "full_refresh"},
+            "run": {"id": "check", "connection": "", "connection_id": ""},
+            "broker": None,
+            "batch": {},
+            "rejects_path": None,
+        }
+        _write_private_json(run_file, document)
+        launch = ConnectorLaunch(
+            name=f"etlctl-check-{name}-{os.getpid()}-{int(time.time() * 1000) % 100000}",
+            role=side.role,
+            connector_type=side.obj.type,
+            image=side.image,
+            run_file=str(run_file),
+            labels={MANAGED_LABEL: "true", STORE_LABEL: store.id, "io.etlctl.check": name},
+            mounts=tuple(mounts_for(side)),
+            network=network,
+            command=("check",),
+        )
+        code, stdout, stderr = runtime.run_once(launch, timeout)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    try:
+        answer = orjson.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
+    except orjson.JSONDecodeError:
+        answer = {}
+    if code == 0 and answer.get("status") == "ok":
+        return CheckResult(ok=True, message="ok")
+    message = answer.get("message") or (stderr.strip().splitlines() or [f"exit code {code}"])[-1]
+    return CheckResult(ok=False, message=message)

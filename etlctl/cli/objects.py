@@ -7,8 +7,9 @@ from typing import Any
 
 import typer
 
-from etlctl import catalog, registry
+from etlctl import catalog, orchestrator, registry
 from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, when
+from etlctl.errors import ConnectorCheckFailed
 from etlctl.models import ConnectorObject
 
 EXAMPLES = {
@@ -216,5 +217,31 @@ def build_app(kind: str) -> typer.Typer:
     ) -> None:
         registry.remove_connector_object(app_state(ctx).store, kind, name)
         say(f'{kind} "{name}" removed')
+
+    @app.command(
+        "check",
+        help=(
+            f"Test a {kind}'s config for real: its connector checks that files are readable "
+            "and databases reachable.\n\n"
+            f"Examples:\n\n  etlctl {kind} check {ex['name']}\n\n"
+            f"  etlctl {kind} check {ex['name']} --runtime local --json"
+        ),
+    )
+    def check(
+        ctx: typer.Context,
+        name: str = typer.Argument(..., help=f"Name of the {kind}."),
+        runtime: str = typer.Option("docker", "--runtime", help="docker (default) or local."),
+        network: str = typer.Option("host", "--network", help="Docker network for the check."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    ) -> None:
+        result = orchestrator.check_connector(
+            app_state(ctx).store, kind, name, runtime_name=runtime, network=network
+        )
+        if as_json:
+            print_json({"name": name, "ok": result.ok, "message": result.message})
+        elif result.ok:
+            say(f'{kind} "{name}": ok')
+        if not result.ok:
+            raise ConnectorCheckFailed(f'{kind} "{name}" check failed: {result.message}')
 
     return app

@@ -352,3 +352,21 @@ def test_a_new_column_in_a_later_sync_is_added_to_the_target(etl, tmp_path):
     etl("sync", "evo")
     rows = sqlite3.connect(target).execute("SELECT id, name, score FROM t ORDER BY id").fetchall()
     assert rows == [(1, "a", None), (2, "b2", 7), (3, "c", 9)]
+
+
+def test_check_reports_a_working_and_a_broken_config(etl, pg):
+    pg_exec(pg, "CREATE TABLE t (id int)")
+    etl("source", "add", "good", "--type", "postgres", *pg_config(pg, table="t"))
+    result = json.loads(etl("source", "check", "good", "--json").stdout)
+    assert result == {"name": "good", "ok": True, "message": "ok"}
+    etl(
+        "source",
+        "add",
+        "bad",
+        "--type",
+        "postgres",
+        *pg_config(pg, table="t", password="wrong-sentinel-pw"),
+    )
+    result = etl("source", "check", "bad", code=1)
+    assert "check failed" in result.stderr
+    assert "wrong-sentinel-pw" not in result.stderr + result.stdout

@@ -56,30 +56,34 @@ def test_version(cli):
     assert cli("--version").stdout.startswith("etlctl 0.1.0")
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        [],
-        ["source"],
-        ["source", "add"],
-        ["source", "list"],
-        ["source", "show"],
-        ["source", "update"],
-        ["source", "remove"],
-        ["loader", "add"],
-        ["connection"],
-        ["connection", "add"],
-        ["connection", "update"],
-        ["connection", "reset"],
-        ["connectors", "list"],
-        ["connectors", "spec"],
-    ],
-)
-def test_every_help_has_a_purpose_and_an_example(cli, command):
+def _leaf_commands(group, path=()):
+    """Every command of the CLI, as the argument lists that reach it."""
+    for name, command in group.commands.items():
+        if getattr(command, "hidden", False):
+            continue
+        if hasattr(command, "commands"):
+            yield from _leaf_commands(command, (*path, name))
+        else:
+            yield (*path, name)
+
+
+def _all_commands():
+    import typer.main
+
+    return sorted(_leaf_commands(typer.main.get_command(app)))
+
+
+def test_the_cli_has_every_command_group():
+    groups = {command[0] for command in _all_commands()}
+    assert {"source", "loader", "connection", "connectors", "sync", "runs", "logs", "gc",
+            "images", "schedule", "apply", "diff", "export"} <= groups
+
+
+@pytest.mark.parametrize("command", _all_commands(), ids=" ".join)
+def test_every_command_help_has_a_purpose_and_an_example(cli, command):
     text = cli(*command, "--help").stdout
     assert "Usage" in text
-    if command and command[-1] not in ("source", "connection"):
-        assert "Examples" in text and "etlctl " in text
+    assert "Examples" in text and "etlctl " in text, f"{' '.join(command)} --help has no example"
 
 
 def test_add_list_show_with_ids_and_masked_secrets(cli, tmp_path, store_path):
