@@ -4,7 +4,7 @@ Each error carries the exit code the CLI returns and a hint (what to do next). T
 them to one line on stderr in exactly one place (``etlctl.cli.main``); nothing else prints
 errors or calls ``sys.exit``.
 
-Exit codes (stable, documented in docs/cli.md):
+Exit codes (stable, listed in the README):
 
 ====  =====================================================
 0     success

@@ -11,6 +11,7 @@ gets exactly-once: redelivered messages it already committed are acknowledged an
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,18 @@ log = logging.getLogger("connectors.loader")
 
 PROGRESS_INTERVAL_SECONDS = 1.0
 IDLE_SECONDS = 1.0
+# Fault injection for tests/reliability only (docs/reliability.md): when this variable is set
+# to N, the process ends abruptly (as if SIGKILLed) right after its N-th commit and before
+# acknowledging what it committed: the window in which a redelivery would duplicate rows.
+# It is read from the environment, which the docker runtime never passes on (a container
+# gets ETLCTL_RUN_FILE only), so it can only act in the local runtime or a test harness.
+CRASH_AFTER_COMMIT_ENV = "ETLCTL_TEST_CRASH_AFTER_COMMIT"
+CRASH_EXIT_CODE = 137  # what a SIGKILLed container reports
+
+
+def _crash_after_commit() -> int | None:
+    value = os.environ.get(CRASH_AFTER_COMMIT_ENV)
+    return int(value) if value and value.isdigit() and int(value) > 0 else None
 
 
 class BatchRejects:
@@ -151,6 +164,8 @@ class LoadEngine:
         self._uncommitted_batches = 0
         self._dirty = False
         self._last_progress = time.monotonic()
+        self._commits = 0
+        self._crash_after = _crash_after_commit()
 
     @property
     def prefetch(self) -> int:
@@ -254,6 +269,11 @@ class LoadEngine:
         self._acknowledge(mark)
 
     def _acknowledge(self, mark: LoadMark) -> None:
+        self._commits += 1
+        if self._crash_after is not None and self._commits >= self._crash_after:
+            log.error("fault injection: exiting after commit %d, before its ack", self._commits)
+            logging.shutdown()
+            os._exit(CRASH_EXIT_CODE)  # no cleanup, no ack, no event: like SIGKILL
         self._committed = mark
         self._uncommitted_batches = 0
         self._dirty = False
