@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.sdk.protocol import COLUMN_TYPES, Column
+from connectors.sdk.values import json_type_of
 
 STEPS = ("filter", "select", "exclude", "rename", "cast", "add")
 _CONDITION = re.compile(
@@ -207,7 +208,7 @@ class Transform:
         for column, _ in self.add:
             if column in output_names:
                 raise TransformError(f"transform.add: column {column!r} exists already")
-        output += [Column(name, _type_of(value)) for name, value in self.add]
+        output += [Column(name, json_type_of(value) or "string") for name, value in self.add]
         return TransformPlan(
             output_columns=output,
             conditions=tuple((names.index(c.column), c) for c in self.conditions),
@@ -236,18 +237,6 @@ class TransformPlan:
                 out[index] = caster(out[index])
         out.extend(self.constants)
         return out
-
-
-def _type_of(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, dict | list):
-        return "json"
-    return "string"
 
 
 def _to_bool(value: Any) -> bool:
