@@ -105,10 +105,28 @@ class Broker:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextlib.contextmanager
+    def connection_lost_is_an_error(self) -> Iterator[None]:
+        """A broker that stops or drops us in the middle of a sync (restart, network,
+        missed heartbeats) is one clear error, not a pika traceback: the sync fails and
+        records why; the next sync removes the durable queues left behind."""
+        try:
+            yield
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
+            raise ServiceUnavailableError(
+                f"lost the connection to RabbitMQ at {redact_url(self.url)} during the sync "
+                f"({type(exc).__name__}: {exc})",
+                hint="check the broker (scripts/ensure-services.sh rabbitmq), then sync again",
+            ) from exc
+
     # --- queues ------------------------------------------------------------------------
     def declare(
         self, queues: ConnectionQueues, max_messages: int = DATA_QUEUE_MAX_MESSAGES
     ) -> None:
+        with self.connection_lost_is_an_error():
+            self._declare(queues, max_messages)
+
+    def _declare(self, queues: ConnectionQueues, max_messages: int) -> None:
         self._channel.queue_declare(
             queues.data,
             durable=True,
@@ -149,18 +167,20 @@ class Broker:
         acknowledged on delivery.
         """
         try:
-            for method, _props, body in self._channel.consume(
-                queue, auto_ack=True, inactivity_timeout=wait_seconds
-            ):
-                if method is None:
-                    yield None
-                    continue
-                try:
-                    event = orjson.loads(body)
-                except orjson.JSONDecodeError:
-                    continue  # a connector bug must not stop the orchestrator; its logs tell
-                if isinstance(event, dict):
-                    yield event
+            with self.connection_lost_is_an_error():
+                consumed = self._channel.consume(
+                    queue, auto_ack=True, inactivity_timeout=wait_seconds
+                )
+                for method, _props, body in consumed:
+                    if method is None:
+                        yield None
+                        continue
+                    try:
+                        event = orjson.loads(body)
+                    except orjson.JSONDecodeError:
+                        continue  # a connector bug must not stop the orchestrator
+                    if isinstance(event, dict):
+                        yield event
         finally:
             with contextlib.suppress(Exception):
                 self._channel.cancel()

@@ -144,7 +144,9 @@ def mounts_for(side: _Side) -> list[Mount]:
                 f"{name!r} does not exist"
             )
         read_only = access == "read"
-        key = str(directory.resolve())
+        # Not resolved: the config names this path, so the container must see it here too
+        # (Docker follows a symlinked source on the host side).
+        key = os.path.normpath(directory)
         mounts[key] = mounts.get(key, True) and read_only
     return [Mount(host_path=path, read_only=ro) for path, ro in sorted(mounts.items())]
 
@@ -507,11 +509,43 @@ def _conclude(session: _SyncSession) -> None:
     if session.errors:
         run.error = session.errors[0]
     elif failed is not None:
-        run.error = f"the {failed} exited with code {session.exit_codes[failed]}"
+        code = session.exit_codes[failed]
+        run.error = f"the {failed} exited with code {code}{_EXIT_MEANINGS.get(code, '')}"
+        logged = _last_logged_error(session, failed)
+        if logged:
+            run.error += f"; its last error: {logged}"
     elif session.exit_codes.get("loader") is None:
         run.error = "the extractor finished but the loader did not"
     else:
         run.error = "the loader finished without confirming the load"
+
+
+# A connector that dies without an error event (killed, out of memory) leaves only its exit
+# code: say what the usual ones mean, so the run's error needs no lookup.
+_EXIT_MEANINGS: dict[int | None, str] = {
+    137: " (killed by SIGKILL: docker kill, the OOM killer, or a crash)",
+    143: " (stopped by SIGTERM)",
+    255: " (its container vanished)",
+}
+
+
+def _last_logged_error(session: _SyncSession, role: str) -> str | None:
+    """The last ERROR line a failed connector logged, for when it could not send its error
+    event (its broker connection was what broke: a paused container past the heartbeat, a
+    broker restart). Connectors never log secrets (docs/connector-protocol.md, 6.)."""
+    handle = session.handles.get(role)
+    if handle is None:
+        return None
+    try:
+        text = session.runtime.logs(handle)
+    except Exception:  # the container may be gone; the exit code alone must do then
+        return None
+    for line in reversed(text.splitlines()):
+        _, marker, message = line.partition(" ERROR ")
+        if marker and message.strip():
+            message = message.strip()
+            return message if len(message) <= 300 else message[:297] + "..."
+    return None
 
 
 def _cleanup(session: _SyncSession, broker: Broker, queues: ConnectionQueues) -> None:

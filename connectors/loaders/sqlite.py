@@ -31,6 +31,10 @@ SQL_TYPES = {
     "json": "TEXT",
 }
 LOADS_TABLE = "_etlctl_loads"
+# What SQLite raises for a row it cannot store: a value it cannot bind (a dict in a non-JSON
+# column), an integer beyond 64 bits, a constraint of an existing table.
+UNSTORABLE = (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError,
+              sqlite3.IntegrityError)
 STAGING_PREFIX = "_etlctl_staging_"
 
 
@@ -123,12 +127,32 @@ class SqliteLoader(Loader):
                 value = row[index]
                 if value is not None:
                     row[index] = orjson.dumps(value).decode()
+        db = self._db()
+        # executemany stops at the first row SQLite refuses, with the rows before it applied.
+        # A savepoint lets us undo that part and write the batch again row by row, so that
+        # the bad row is named (on_error: fail) or rejected alone (skip) instead of the whole
+        # batch failing the sync, even under skip.
+        db.execute("SAVEPOINT etlctl_batch")
         try:
-            self._db().executemany(statement, rows)
-        except (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError) as exc:
-            raise ConnectorError(self._describe_unstorable(columns, rows, exc)) from None
-        except sqlite3.IntegrityError as exc:
-            raise ConnectorError(f"table {self.table!r}: {exc}") from None
+            db.executemany(statement, rows)
+        except UNSTORABLE:
+            db.execute("ROLLBACK TO etlctl_batch")
+            self._write_row_by_row(statement, columns, rows)
+        db.execute("RELEASE etlctl_batch")
+
+    def _write_row_by_row(self, statement: str, columns: list[str], rows: list[list[Any]]) -> None:
+        db = self._db()
+        for index, row in enumerate(rows):
+            try:
+                db.execute(statement, row)  # one statement: all of the row or nothing
+            except UNSTORABLE as exc:
+                reason = (
+                    f"table {self.table!r}: {exc}"
+                    if isinstance(exc, sqlite3.IntegrityError)
+                    else self._describe_unstorable(columns, [row], exc)
+                )
+                # Raises RecordError (with the row's position) under on_error: fail.
+                self.reject(reason, index, dict(zip(columns, row, strict=False)))
 
     def commit(self, mark: LoadMark) -> None:
         db = self._db()

@@ -28,6 +28,7 @@ from connectors.sdk.protocol import (
     CHECKPOINT,
     END,
     MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_MIB,
     RECORDS,
     SCHEMA,
     Column,
@@ -295,7 +296,7 @@ class RecordStream:
             return
         if len(body) > MAX_MESSAGE_BYTES:
             raise RecordError(
-                f"a record of {len(body)} bytes is larger than the 64 MiB limit",
+                f"a record of {len(body)} bytes is larger than the {MAX_MESSAGE_MIB} MiB limit",
                 position={"record": self.records_sent + 1},
             )
         self._adapt_batch_size(len(rows), len(body))

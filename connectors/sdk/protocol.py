@@ -27,9 +27,10 @@ COLUMN_TYPES = frozenset(
 )
 MODES = frozenset({"full_refresh", "incremental", "dedup"})
 ON_ERROR = frozenset({"fail", "skip"})
-# A record alone in a batch larger than this is refused (RabbitMQ 4.x refuses 16 MiB+ frames
-# by default; 3.x 128 MiB): the protocol's hard limit.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# A record alone in a batch larger than this is refused: RabbitMQ 4.x refuses messages over
+# 16 MiB by default (3.x: 128 MiB); the headroom is for properties and headers.
+MAX_MESSAGE_MIB = 16
+MAX_MESSAGE_BYTES = MAX_MESSAGE_MIB * 1024 * 1024 - 64 * 1024
 
 
 @dataclass(frozen=True)

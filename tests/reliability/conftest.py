@@ -23,7 +23,7 @@ for directory in (INTEGRATION, HERE):
         sys.path.insert(0, str(directory))
 
 
-def _load_integration_conftest():  # noqa: ANN202 - a module object
+def _load_integration_conftest():
     spec = importlib.util.spec_from_file_location(
         "etlctl_integration_conftest", INTEGRATION / "conftest.py"
     )

@@ -82,7 +82,8 @@ class Etl:
             cwd=self.tmp,
         )
         if code is not None:
-            assert result.returncode == code, (args, result.returncode, result.stdout, result.stderr)
+            assert result.returncode == code, (args, result.returncode, result.stdout,
+                                               result.stderr)
         return result
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -178,15 +179,16 @@ def sqlite_rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tupl
         db.close()
 
 
-def committed_seq(path: Path) -> int:
-    """The loader's last committed message (its _etlctl_loads mark), 0 before any."""
+def committed_seq(path: Path, ignore_runs: frozenset[str] = frozenset()) -> int:
+    """The loader's last committed message (its _etlctl_loads mark) of a run not in
+    ``ignore_runs`` (earlier syncs keep their mark there), 0 before any."""
     if not path.exists():
         return 0
     try:
-        found = sqlite_rows(path, "SELECT max(last_seq) FROM _etlctl_loads")
+        found = sqlite_rows(path, "SELECT run_id, last_seq FROM _etlctl_loads")
     except sqlite3.Error:
         return 0
-    return found[0][0] or 0
+    return max((seq for run_id, seq in found if run_id not in ignore_runs), default=0)
 
 
 def connector_containers(connection: str, role: str) -> list[str]:
