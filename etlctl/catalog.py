@@ -15,7 +15,7 @@ from typing import Any
 
 import jsonschema
 
-from connectors.registry import ConnectorInfo, all_connectors, get_connector
+from connectors.registry import ConnectorInfo, all_connectors, get_connector, path_fields
 from etlctl import yamlio
 from etlctl.errors import ValidationError
 
@@ -263,6 +263,33 @@ def load_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValidationError(f"config file {path} must hold a mapping of config fields")
     return json.loads(json.dumps(data))  # plain dicts, JSON types only
+
+
+def _absolute(value: str, base_dir: Path) -> str:
+    expanded = os.path.expanduser(value)
+    if os.path.isabs(expanded):
+        return expanded
+    return os.path.normpath(base_dir / expanded)
+
+
+def absolute_paths(
+    kind: str, connector_type: str, config: dict[str, Any], base_dir: Path
+) -> dict[str, Any]:
+    """Make the config's file path fields and ``fromFile`` references absolute.
+
+    The store must hold absolute paths: syncs run from cron and CI in other directories.
+    Relative paths resolve against ``base_dir``: the current directory on the command line,
+    the manifest's directory in manifests (as people reading them expect).
+    """
+    info = find_connector(ROLE_OF_KIND[kind], connector_type)
+    paths = path_fields(info.spec) if info else {}
+    resolved = dict(config)
+    for key, value in config.items():
+        if key in paths and isinstance(value, str) and value:
+            resolved[key] = _absolute(value, base_dir)
+        elif is_secret_ref(value) and "fromFile" in value:
+            resolved[key] = {"fromFile": _absolute(value["fromFile"], base_dir)}
+    return resolved
 
 
 def merge_config(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

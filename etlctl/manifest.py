@@ -30,7 +30,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from connectors.registry import path_fields
 from etlctl import catalog, registry, scheduler, yamlio
 from etlctl.errors import ValidationError
 from etlctl.models import (
@@ -265,32 +264,6 @@ def _plain_json(value: Any, path: str) -> Any:
     )
 
 
-def _absolute(value: str, base_dir: Path) -> str:
-    """Relative paths are relative to the manifest's directory, as people reading it expect."""
-    expanded = os.path.expanduser(value)
-    if os.path.isabs(expanded):
-        return expanded
-    return os.path.normpath(base_dir / expanded)
-
-
-def _absolute_paths(
-    kind: str, connector_type: str, config: dict[str, Any], base_dir: Path
-) -> dict[str, Any]:
-    """Make the config's file path fields and ``fromFile`` references absolute.
-
-    The store must hold absolute paths: syncs run from cron and CI in other directories.
-    """
-    info = catalog.find_connector(catalog.ROLE_OF_KIND[kind], connector_type)
-    paths = path_fields(info.spec) if info else {}
-    resolved = dict(config)
-    for key, value in config.items():
-        if key in paths and isinstance(value, str) and value:
-            resolved[key] = _absolute(value, base_dir)
-        elif catalog.is_secret_ref(value) and "fromFile" in value:
-            resolved[key] = {"fromFile": _absolute(value["fromFile"], base_dir)}
-    return resolved
-
-
 def _record_lines(lines: dict[str, int], mapping: Any, prefix: str = "") -> None:
     """Remember the line of each key, by its dotted path, for error messages."""
     for key in mapping:
@@ -345,7 +318,7 @@ class _DocumentParser:
             return None
         if "config" in fields:
             _record_lines(self.lines, spec["config"], "spec.config")
-            fields["config"] = _absolute_paths(
+            fields["config"] = catalog.absolute_paths(
                 kind, fields["type"], fields["config"], self.file.base_dir
             )
         return Manifest(kind, name, fields, self.location, dict(self.lines))

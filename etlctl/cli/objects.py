@@ -43,9 +43,11 @@ def read_config_options(
     """--config-file first, then --config KEY=VALUE pairs on top of it."""
     info = catalog.find_connector(catalog.ROLE_OF_KIND[kind], connector_type)
     config = catalog.load_config_file(config_file) if config_file else {}
-    return catalog.merge_config(
-        config, catalog.parse_config_pairs(pairs, info.spec if info else None)
-    )
+    if config_file:  # paths in a file are relative to the file, as in manifests
+        config = catalog.absolute_paths(kind, connector_type, config, config_file.parent.absolute())
+    pairs_config = catalog.parse_config_pairs(pairs, info.spec if info else None)
+    pairs_config = catalog.absolute_paths(kind, connector_type, pairs_config, Path.cwd())
+    return catalog.merge_config(config, pairs_config)
 
 
 def build_app(kind: str) -> typer.Typer:

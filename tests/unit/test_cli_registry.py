@@ -292,3 +292,15 @@ def test_reset_clears_state(cli, tmp_path, store_path):
     assert shown["state"]["state"] == {"cursor": "2024-01-01"}
     assert "2024-01-01" in cli("connection", "reset", "users-to-wh").stdout
     assert Store(store_path).read().get_state("users-to-wh") is None
+
+
+def test_relative_paths_are_stored_absolute(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli("source", "add", "rel", "--type", "csv", "--config", "path=data/users.csv")
+    shown = json.loads(cli("source", "show", "rel", "--json").stdout)
+    assert shown["config"]["path"] == str(tmp_path / "data" / "users.csv")
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "src.yaml").write_text("path: ../in/*.csv\n")
+    cli("source", "add", "fromfile", "--type", "csv", "--config-file", "conf/src.yaml")
+    shown = json.loads(cli("source", "show", "fromfile", "--json").stdout)
+    assert shown["config"]["path"] == str(tmp_path / "in" / "*.csv")
