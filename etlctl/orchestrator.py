@@ -47,8 +47,8 @@ from etlctl.store import Store
 
 PROTOCOL_VERSION = 1
 DEFAULT_TIMEOUT_SECONDS = 6 * 3600
-EVENT_WAIT_SECONDS = 0.1
-CONTAINER_POLL_SECONDS = 0.25
+EVENT_WAIT_SECONDS = 0.05
+CONTAINER_POLL_SECONDS = 0.1
 # After the loader ends, how long the extractor may take to finish on its own.
 PEER_GRACE_SECONDS = 30.0
 MANAGED_LABEL = "io.etlctl.managed"
@@ -471,6 +471,8 @@ def _follow(session: _SyncSession) -> None:
     for event in session.broker.events(session.queues.events, EVENT_WAIT_SECONDS):
         if event is not None:
             session.handle_event(event)
+            if event.get("type") == "done":
+                next_poll = 0.0  # its process is about to exit: look now, not in a while
         now = time.monotonic()
         if now < next_poll:
             continue
