@@ -18,6 +18,7 @@ from etlctl.cli import (
     objects,
     runs,
     schedule,
+    settings_cmd,
     sync_cmd,
 )
 from etlctl.cli.output import AppState, stderr
@@ -115,6 +116,7 @@ app.add_typer(runs.app, name="runs")
 app.command("logs")(runs.logs)
 app.command("gc")(sync_cmd.gc)
 app.add_typer(images.app, name="images")
+app.add_typer(settings_cmd.app, name="settings")
 manifest_cmd.register(app)  # apply, diff, export: top-level, kubectl style
 
 

@@ -11,7 +11,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from etlctl import orchestrator
+from etlctl import orchestrator, settings
 from etlctl.cli.output import app_state, note, print_json, say, stderr
 from etlctl.cli.runs import run_summary
 from etlctl.errors import ConflictError, EtlctlError
@@ -78,8 +78,11 @@ class _PlainProgress:
 def sync(
     ctx: typer.Context,
     connection: str = typer.Argument(..., help="The connection to sync."),
-    runtime: str = typer.Option(
-        "docker", "--runtime", help="docker (default) or local (subprocesses, no Docker)."
+    runtime: str | None = typer.Option(
+        None,
+        "--runtime",
+        help="docker or local (subprocesses, no Docker); default: the runtime setting, docker.",
+        show_default=False,
     ),
     amqp_url: str | None = typer.Option(
         None,
@@ -88,15 +91,17 @@ def sync(
         help="RabbitMQ URL (default amqp://guest:guest@127.0.0.1:5672/%2F).",
         show_default=False,
     ),
-    network: str = typer.Option(
-        "host",
+    network: str | None = typer.Option(
+        None,
         "--network",
-        help="Docker network for the connectors: host, or a network name (compose).",
+        help="Docker network for the connectors: host (default) or a network name (compose).",
+        show_default=False,
     ),
-    timeout: float = typer.Option(
-        orchestrator.DEFAULT_TIMEOUT_SECONDS,
+    timeout: float | None = typer.Option(
+        None,
         "--timeout",
-        help="Seconds before the sync is stopped and failed.",
+        help="Seconds before the sync is stopped and failed (default: 6 h or the setting).",
+        show_default=False,
     ),
     batch_size: int = typer.Option(
         2000, "--batch-size", min=1, max=100_000, help="Records per message."
@@ -119,11 +124,12 @@ def sync(
       etlctl sync users-to-wh --runtime local
     """
     state = app_state(ctx)
+    stored = state.store.read().settings()
     options = SyncOptions(
-        runtime=runtime,
+        runtime=settings.chosen(stored, "runtime", runtime),
         amqp_url=amqp_url,
-        network=network,
-        timeout=timeout,
+        network=settings.chosen(stored, "network", network),
+        timeout=settings.chosen(stored, "timeout", timeout),
         trigger=trigger,
         batch_records=batch_size,
     )

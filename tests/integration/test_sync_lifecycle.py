@@ -162,3 +162,10 @@ def test_runs_and_logs_show_what_happened(cli, tmp_path):
     assert logs.returncode == 0 and "===== extractor (exit code 0) =====" in logs.stdout
     assert "guest:guest" not in logs.stdout  # the broker password never reaches a log
     assert cli("runs", "show", "run_nope").returncode == 3
+
+
+def test_the_broker_url_setting_is_used_by_syncs(cli, tmp_path):
+    _connection(cli, tmp_path, "viasettings", 10)
+    assert cli("settings", "set", "amqp_url", "amqp://guest:guest@127.0.0.1:1/%2F").returncode == 0
+    result = cli("sync", "viasettings")
+    assert result.returncode == 6 and "127.0.0.1:1" in result.stderr

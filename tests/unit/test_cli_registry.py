@@ -304,3 +304,17 @@ def test_relative_paths_are_stored_absolute(cli, tmp_path, monkeypatch):
     cli("source", "add", "fromfile", "--type", "csv", "--config-file", "conf/src.yaml")
     shown = json.loads(cli("source", "show", "fromfile", "--json").stdout)
     assert shown["config"]["path"] == str(tmp_path / "in" / "*.csv")
+
+
+def test_settings_are_validated_kept_in_the_store_and_masked(cli, store_path):
+    cli("settings", "set", "amqp_url", "amqp://etl:pw-sentinel@127.0.0.1:5672/%2F")
+    cli("settings", "set", "runtime", "local")
+    shown = json.loads(cli("settings", "show", "--json").stdout)
+    assert shown["amqp_url"] == "amqp://etl:***@127.0.0.1:5672/%2F"
+    assert shown["runtime"] == "local" and shown["network"] == "host"
+    stored = Store(store_path).read().settings()["amqp_url"]
+    assert stored.endswith("pw-sentinel@127.0.0.1:5672/%2F")
+    assert "unknown setting" in cli("settings", "set", "colour", "red", code=2).stderr
+    assert "runtime must be one of" in cli("settings", "set", "runtime", "k8s", code=2).stderr
+    cli("settings", "unset", "runtime")
+    assert json.loads(cli("settings", "show", "--json").stdout)["runtime"] == "docker"
