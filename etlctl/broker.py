@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ import orjson
 import pika
 import pika.exceptions
 
-from etlctl.errors import ServiceUnavailableError
+from etlctl.errors import ServiceUnavailableError, ValidationError
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 AMQP_URL_ENV = "ETLCTL_AMQP_URL"
@@ -30,11 +31,35 @@ EVENTS_QUEUE_MAX_MESSAGES = 100_000
 
 def redact_url(url: str) -> str:
     """The URL with its password replaced, fit for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # malformed (e.g. an unclosed '[' host): mask by pattern
+        return re.sub(r"(://[^/@:]*:)[^@]*@", r"\1***@", url)
+    if password is None:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+AMQP_URL_EXAMPLE = "amqp://USER:PASSWORD@HOST:5672/%2F"
+
+
+def check_amqp_url(url: str, what: str = "the RabbitMQ URL") -> str:
+    """An amqp:// or amqps:// URL, else a ValidationError that does not show its password."""
+    if not url.startswith(("amqp://", "amqps://")):
+        raise ValidationError(
+            f"{what} must start with amqp:// or amqps://, got {redact_url(url)!r}",
+            hint=f"for example: {AMQP_URL_EXAMPLE}",
+        )
+    try:
+        urlsplit(url).port  # noqa: B018 - parses host and port, raises on malformed ones
+    except ValueError as exc:
+        raise ValidationError(
+            f"{what} {redact_url(url)!r} is malformed: {exc}",
+            hint=f"for example: {AMQP_URL_EXAMPLE}",
+        ) from None
+    return url
 
 
 def resolve_amqp_url(explicit: str | None, settings: dict[str, Any]) -> str:
@@ -68,12 +93,13 @@ class Broker:
 
     @classmethod
     def connect(cls, url: str, timeout: float = 5.0) -> Broker:
+        check_amqp_url(url)
         try:
             params = pika.URLParameters(url)
         except Exception as exc:  # pika raises assorted errors for malformed URLs
-            raise ServiceUnavailableError(
-                f"invalid AMQP URL {redact_url(url)}: {exc}",
-                hint="expected amqp://USER:PASSWORD@HOST:5672/VHOST",
+            raise ValidationError(
+                f"invalid RabbitMQ URL {redact_url(url)}: {exc}",
+                hint=f"for example: {AMQP_URL_EXAMPLE}",
             ) from None
         params.socket_timeout = timeout
         params.blocked_connection_timeout = 60
@@ -83,14 +109,18 @@ class Broker:
         except pika.exceptions.ProbableAuthenticationError as exc:
             raise ServiceUnavailableError(
                 f"RabbitMQ at {redact_url(url)} refused the credentials",
-                hint="check the user and password in --amqp-url / ETLCTL_AMQP_URL",
+                hint=(
+                    "check the user and password in --amqp-url, ETLCTL_AMQP_URL or "
+                    "etlctl settings show"
+                ),
             ) from exc
         except (pika.exceptions.AMQPError, OSError) as exc:
             raise ServiceUnavailableError(
                 f"RabbitMQ is not reachable at {redact_url(url)}",
                 hint=(
                     "start it (scripts/ensure-services.sh rabbitmq, or "
-                    "docker compose -f docker-compose.rabbitmq.yml up -d) or set --amqp-url"
+                    "docker compose -f docker-compose.rabbitmq.yml up -d), or point etlctl at "
+                    "yours: --amqp-url, ETLCTL_AMQP_URL or etlctl settings set amqp_url URL"
                 ),
             ) from exc
         return cls(url, connection)

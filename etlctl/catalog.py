@@ -17,7 +17,7 @@ import jsonschema
 
 from connectors.registry import ConnectorInfo, all_connectors, get_connector, path_fields
 from etlctl import yamlio
-from etlctl.errors import ValidationError
+from etlctl.errors import ValidationError, close_match
 
 MASK = "********"
 SECRET_REF_KEYS = ("fromEnv", "fromFile")
@@ -35,10 +35,12 @@ def connector(role: str, connector_type: str) -> ConnectorInfo:
     try:
         return get_connector(role, connector_type)
     except KeyError:
-        known = ", ".join(info.type for info in connectors(role))
+        known = [info.type for info in connectors(role)]
+        guess = close_match(connector_type, known)
         raise ValidationError(
-            f"unknown {role} type {connector_type!r}; built-in types: {known}",
-            hint="see: etlctl connectors list (a custom type needs --image)",
+            f"unknown {role} type {connector_type!r}; built-in types: {', '.join(known)}",
+            hint=(f"did you mean {guess!r}? " if guess else "")
+            + "see: etlctl connectors list (a custom type needs --image)",
         ) from None
 
 

@@ -21,6 +21,9 @@ Exit codes (stable, listed in the README):
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class EtlctlError(Exception):
     """Base of every error etlctl reports to a user."""
@@ -86,3 +89,9 @@ class SyncTimeoutError(SyncFailedError):
 
 class CancelledError(EtlctlError):
     exit_code = 130
+
+
+def close_match(name: str, candidates: Iterable[str]) -> str | None:
+    """The existing name one typo away from `name` ('usres' -> 'users'), else None."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None

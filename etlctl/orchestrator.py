@@ -334,8 +334,11 @@ class _SyncSession:
 def _describe_error_event(event: dict[str, Any]) -> str:
     position = event.get("position")
     where = ""
-    if isinstance(position, dict) and position:
-        where = " (" + ", ".join(f"{key} {value}" for key, value in position.items()) + ")"
+    if isinstance(position, dict):
+        # Rows and lines count from 1: "row 0" only means nothing was read yet (a failed login).
+        shown = {key: value for key, value in position.items() if value not in (0, None)}
+        if shown:
+            where = " (" + ", ".join(f"{key} {value}" for key, value in shown.items()) + ")"
     return f"{event.get('role', 'connector')}: {event.get('message', 'failed')}{where}"
 
 
@@ -367,6 +370,11 @@ def run_sync(
     missing image, broker or Docker down, the connection already syncing).
     """
     options = options or SyncOptions()
+    if not options.timeout > 0:  # also refuses NaN
+        raise ValidationError(
+            f"the timeout must be a positive number of seconds, got {options.timeout:g}",
+            hint="for example: --timeout 3600 (or leave it out: 6 h, or the timeout setting)",
+        )
     view = store.read()
     connection: Connection = view.get("connection", connection_name)
     source = _side(view.get("source", connection.source))

@@ -170,7 +170,7 @@ def check_connection(view: StoreView, connection: Connection) -> None:
     source = view.find("source", connection.source)
     loader = view.find("loader", connection.loader)
     missing = [
-        f"{kind} {name!r}"
+        (kind, name)
         for kind, name, found in (
             ("source", connection.source, source),
             ("loader", connection.loader, loader),
@@ -178,9 +178,18 @@ def check_connection(view: StoreView, connection: Connection) -> None:
         if found is None
     ]
     if missing:
+        what = " and ".join(f"{kind} {name!r}" for kind, name in missing)
+        guesses = [
+            f"{kind} {guess!r}"
+            for kind, name in missing
+            if (guess := view.close_name(kind, name)) is not None
+        ]
+        create = "create " + ("it" if len(missing) == 1 else "them") + " first: "
+        create += " / ".join(f"etlctl {kind} add" for kind, _ in missing)
         raise ValidationError(
-            f"connection {connection.name!r} refers to {' and '.join(missing)}, which do not exist",
-            hint="create them first: etlctl source add / etlctl loader add",
+            f"connection {connection.name!r} refers to {what}, which "
+            f"{'does' if len(missing) == 1 else 'do'} not exist",
+            hint=f"did you mean {' and '.join(guesses)}? or {create}" if guesses else create,
         )
     assert loader is not None and source is not None
     for obj in (source, loader):

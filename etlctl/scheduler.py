@@ -41,7 +41,7 @@ from cron_descriptor import (
     MissingFieldException,
     WrongArgumentException,
 )
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from crontab import CronItem
 
 from etlctl.errors import ConflictError, ServiceUnavailableError, ValidationError
@@ -65,6 +65,7 @@ MACRO_FIELDS = {
 CRON_FIELD = re.compile(r"^[0-9A-Za-z*,/-]+$")
 CRON_NAME = re.compile(r"[A-Za-z]+")
 FIELD_LABELS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+FIELD_RANGES = ("0-59", "0-23", "1-31", "1-12 or jan-dec", "0-7 or sun-sat")
 FIELD_NAMES = {
     3: {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"},
     4: {"sun", "mon", "tue", "wed", "thu", "fri", "sat"},
@@ -145,8 +146,35 @@ def validate_schedule(expression: str) -> str:
         raise _invalid_fields(text, f"it has {len(fields)} field(s)")
     _check_field_syntax(text, fields)
     if not croniter.is_valid(text) or not _cron_accepts(text):
-        raise _invalid_fields(text, "a value is out of range or malformed")
+        raise _invalid_fields(text, _out_of_range(fields))
+    if not _fires(text):
+        raise ValidationError(
+            f"invalid schedule {text!r}: it never fires (that day of the month does not "
+            "exist in those months)",
+            hint='check the day-of-month and month fields, e.g. "0 0 28 2 *" for February',
+        )
     return text
+
+
+def _out_of_range(fields: list[str]) -> str:
+    """Which field cron refuses, and the values it takes."""
+    for index, value in enumerate(fields):
+        alone = " ".join(value if i == index else "*" for i in range(len(fields)))
+        if not croniter.is_valid(alone) or not _cron_accepts(alone):
+            return (
+                f"the {FIELD_LABELS[index]} field {value!r} is out of range or malformed "
+                f"(it takes {FIELD_RANGES[index]}, with , - and /)"
+            )
+    return "a value is out of range or malformed"
+
+
+def _fires(text: str) -> bool:
+    """False for expressions that match no date at all, such as February 30th."""
+    try:
+        croniter(text, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterBadDateError:
+        return False
+    return True
 
 
 def five_fields(expression: str) -> str:
@@ -174,7 +202,10 @@ def next_runs(expression: str, count: int = 3, now: datetime | None = None) -> l
     start = now or datetime.now()
     start = start if start.tzinfo is not None else start.astimezone()
     iterator = croniter(five_fields(expression), start)
-    return [iterator.get_next(datetime) for _ in range(count)]
+    try:
+        return [iterator.get_next(datetime) for _ in range(count)]
+    except CroniterBadDateError:  # stored before validate_schedule refused such dates
+        return []
 
 
 # --- the crontab line --------------------------------------------------------------------------
@@ -299,7 +330,14 @@ def render_entry(schedule: str, command: str, tag: str) -> str:
 
 
 def entry_for(store_path: Path, connection: Connection, job: JobEnvironment) -> str:
-    schedule = validate_schedule(connection.schedule)
+    try:
+        schedule = validate_schedule(connection.schedule)
+    except ValidationError as exc:  # a store written by an older etlctl that took it
+        raise ValidationError(
+            f"connection {connection.name!r}: {exc.message}",
+            hint=f'fix it with: etlctl connection update {connection.name} --schedule "..."'
+            " (or --schedule manual)",
+        ) from None
     command = build_command(store_path, connection.name, job)
     return render_entry(schedule, command, entry_tag(store_id(store_path), connection.name))
 

@@ -10,18 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from etlctl.broker import DEFAULT_AMQP_URL, redact_url
+from etlctl.broker import DEFAULT_AMQP_URL, check_amqp_url, redact_url
 from etlctl.errors import ValidationError
 from etlctl.runtime import RUNTIME_NAMES
 from etlctl.store import Store
 
 
 def _url(value: str) -> str:
-    if not value.startswith(("amqp://", "amqps://")):
-        raise ValidationError(
-            f"amqp_url must start with amqp:// or amqps://, got {value[:12]!r}..."
-        )
-    return value
+    return check_amqp_url(value, "amqp_url")
 
 
 def _runtime(value: str) -> str:
@@ -41,8 +37,11 @@ def _seconds(value: str) -> float:
         seconds = float(value)
     except ValueError:
         raise ValidationError(f"timeout must be a number of seconds, got {value!r}") from None
-    if seconds <= 0:
-        raise ValidationError("timeout must be positive")
+    if not 0 < seconds < float("inf"):  # also refuses nan
+        raise ValidationError(
+            f"timeout must be a positive number of seconds, got {value!r}",
+            hint="for example: etlctl settings set timeout 3600",
+        )
     return seconds
 
 

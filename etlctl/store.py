@@ -28,7 +28,7 @@ import filelock
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
-from etlctl.errors import ConflictError, NotFoundError, StoreError
+from etlctl.errors import ConflictError, NotFoundError, StoreError, close_match
 from etlctl.models import Connection, ConnectorObject, Loader, Run, RunStatus, Source, SyncState
 
 SCHEMA_VERSION = 1
@@ -182,8 +182,20 @@ class StoreView:
     def get(self, kind: str, name: str) -> Any:
         found = self.find(kind, name)
         if found is None:
-            raise NotFoundError(f"{kind} {name!r} does not exist", hint=f"see: etlctl {kind} list")
+            raise NotFoundError(
+                f"{kind} {name!r} does not exist", hint=self.missing_hint(kind, name)
+            )
         return found
+
+    def missing_hint(self, kind: str, name: str) -> str:
+        """What to say about a name that does not exist: the near miss, if any, and the list."""
+        guess = self.close_name(kind, name)
+        see = f"see: etlctl {kind} list"
+        return f"did you mean {guess!r}? ({see})" if guess else see
+
+    def close_name(self, kind: str, name: str) -> str | None:
+        table, _ = KIND_TABLES[kind]
+        return close_match(name, (doc.get("name", "") for doc in self._db.table(table).all()))
 
     def save(self, item: ConnectorObject | Connection) -> None:
         table, _ = KIND_TABLES[item.kind]
@@ -192,7 +204,9 @@ class StoreView:
     def delete(self, kind: str, name: str) -> None:
         table, _ = KIND_TABLES[kind]
         if not self._db.table(table).remove(Query().name == name):
-            raise NotFoundError(f"{kind} {name!r} does not exist")
+            raise NotFoundError(
+                f"{kind} {name!r} does not exist", hint=self.missing_hint(kind, name)
+            )
 
     def sources(self) -> list[Source]:
         return self.list("source")

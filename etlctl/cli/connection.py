@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,6 @@ def reset(
 ) -> None:
     previous = registry.reset_connection(app_state(ctx).store, name)
     if previous and previous.state:
-        say(f'connection "{name}" reset (was: {previous.state})')
+        say(f'connection "{name}" reset (was: {json.dumps(previous.state, default=str)})')
     else:
         say(f'connection "{name}" had no saved state')

@@ -6,11 +6,18 @@ import typer
 
 from etlctl import catalog
 from etlctl.cli.output import print_json, print_table
-from etlctl.errors import ValidationError
+from etlctl.errors import ValidationError, close_match
 
 app = typer.Typer(
     help="Inspect the built-in connector types and their config specs.", no_args_is_help=True
 )
+
+
+def _check_role(role: str | None) -> None:
+    if role not in (None, "extractor", "loader"):
+        raise ValidationError(
+            f"--role must be extractor or loader, got {role!r}", hint="for example: --role loader"
+        )
 
 
 @app.command(
@@ -21,8 +28,7 @@ def list_(
     role: str | None = typer.Option(None, "--role", help="Only extractors or only loaders."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    if role not in (None, "extractor", "loader"):
-        raise ValidationError(f"--role must be extractor or loader, got {role!r}")
+    _check_role(role)
     infos = catalog.connectors(role)
     if as_json:
         print_json(
@@ -58,10 +64,18 @@ def spec(
         None, "--role", help="extractor or loader, when the type is both."
     ),
 ) -> None:
+    _check_role(role)
     roles = [role] if role else ["extractor", "loader"]
     found = [info for r in roles if (info := catalog.find_connector(r, connector_type))]
     if not found:
-        catalog.connector(roles[0], connector_type)  # raises the "unknown type" error
+        known = sorted({info.type for info in catalog.connectors(role)})
+        guess = close_match(connector_type, known)
+        raise ValidationError(
+            f"unknown {role or 'connector'} type {connector_type!r}; built-in types: "
+            + ", ".join(known),
+            hint=(f"did you mean {guess!r}? " if guess else "")
+            + "see: etlctl connectors list",
+        )
     if len(found) > 1:
         print_json({info.role: info.spec for info in found})
     else:

@@ -76,7 +76,7 @@ def _summary(plan: Plan) -> str:
 def render_plan(plan: Plan, as_json: bool) -> None:
     """The plan on stdout (text or JSON); its warnings on stderr."""
     for warning in plan.warnings:
-        note(f"warning: {escape(warning)}")
+        note(f"warning: {warning}")
     if as_json:
         print_json(plan.to_json())
         return
@@ -208,14 +208,14 @@ def export_command(
         raise ValidationError("--json prints to stdout; it cannot be used with --output")
     documents, warnings = manifest.export_documents(app_state(ctx).store.read())
     for warning in warnings:
-        note(f"warning: {escape(warning)}")
+        note(f"warning: {warning}")
     if as_json:
         print_json(documents)
     elif output is None:
         typer.echo(manifest.export_text(documents), nl=False)
     else:
         _write_atomically(output, manifest.export_text(documents))
-        note(f"exported {len(documents)} object(s) to {escape(str(output))}")
+        note(f"exported {len(documents)} object(s) to {output}")
 
 
 def register(app: typer.Typer) -> None:

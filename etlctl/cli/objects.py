@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from etlctl import catalog, orchestrator, registry
+from etlctl import catalog, orchestrator, registry, settings
 from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, when
 from etlctl.errors import ConnectorCheckFailed
 from etlctl.models import ConnectorObject
@@ -232,18 +232,38 @@ def build_app(kind: str) -> typer.Typer:
     def check(
         ctx: typer.Context,
         name: str = typer.Argument(..., help=f"Name of the {kind}."),
-        runtime: str = typer.Option("docker", "--runtime", help="docker (default) or local."),
-        network: str = typer.Option("host", "--network", help="Docker network for the check."),
+        runtime: str | None = typer.Option(
+            None,
+            "--runtime",
+            help="docker or local; default: the runtime setting, docker.",
+            show_default=False,
+        ),
+        network: str | None = typer.Option(
+            None,
+            "--network",
+            help="Docker network for the check; default: the network setting, host.",
+            show_default=False,
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
+        store = app_state(ctx).store
+        stored = store.read().settings()
         result = orchestrator.check_connector(
-            app_state(ctx).store, kind, name, runtime_name=runtime, network=network
+            store,
+            kind,
+            name,
+            runtime_name=settings.chosen(stored, "runtime", runtime),
+            network=settings.chosen(stored, "network", network),
         )
         if as_json:
             print_json({"name": name, "ok": result.ok, "message": result.message})
         elif result.ok:
             say(f'{kind} "{name}": ok')
         if not result.ok:
-            raise ConnectorCheckFailed(f'{kind} "{name}" check failed: {result.message}')
+            raise ConnectorCheckFailed(
+                f'{kind} "{name}" check failed: {result.message}',
+                hint=f"fix its config with: etlctl {kind} update {name} --config KEY=VALUE "
+                f"(see: etlctl {kind} show {name})",
+            )
 
     return app

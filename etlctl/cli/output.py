@@ -12,7 +12,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from etlctl.store import Store
 
@@ -61,17 +63,19 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Cells are plain text: an error message or a value holding '[/x]' is shown as it is,
+    never read as rich markup (which would drop it or fail the whole command)."""
     table = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     stdout.print(table)
 
 
 def print_fields(title: str, fields: Sequence[tuple[str, Any]]) -> None:
     """A `show` view: aligned label / value lines; dicts as indented JSON."""
-    stdout.print(f"[bold]{title}[/bold]")
+    stdout.print(f"[bold]{escape(title)}[/bold]")
     width = max(len(label) for label, _ in fields) + 1
     for label, value in fields:
         if isinstance(value, dict | list):
@@ -85,13 +89,17 @@ def print_fields(title: str, fields: Sequence[tuple[str, Any]]) -> None:
 
 
 def say(message: str) -> None:
-    """A confirmation for people, kubectl style: `source "users" created`."""
-    stdout.print(message)
+    """A confirmation for people, kubectl style: `source "users" created`.
+
+    Plain text, never markup: messages carry states, paths and errors from outside."""
+    stdout.print(message, markup=False)
 
 
 def note(message: str) -> None:
-    """Progress and side remarks: stderr, so stdout stays clean for --json and pipes."""
-    stderr.print(message)
+    """Progress and side remarks: stderr, so stdout stays clean for --json and pipes.
+
+    Plain text, never markup (see say)."""
+    stderr.print(message, markup=False)
 
 
 def when(value: datetime | None) -> str:

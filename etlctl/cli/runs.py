@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, stdout, when
-from etlctl.errors import NotFoundError, ValidationError
+from etlctl.errors import NotFoundError
 from etlctl.models import Run, RunStatus
 
 app = typer.Typer(
@@ -17,6 +17,13 @@ app = typer.Typer(
 )
 
 LOG_TAIL_LINES = 20
+ERROR_COLUMN_CHARS = 80
+
+
+def _short(text: str | None, limit: int) -> str:
+    """One line of at most `limit` characters; an ellipsis says when some was cut."""
+    line = " ".join((text or "").split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def run_summary(run: Run) -> dict[str, Any]:
@@ -50,7 +57,10 @@ def list_(
         and view.find("connection", connection) is None
         and not view.list_runs(connection)
     ):
-        raise NotFoundError(f"connection {connection!r} does not exist and has no runs")
+        raise NotFoundError(
+            f"connection {connection!r} does not exist and has no runs",
+            hint="see: etlctl connection list",
+        )
     runs = view.list_runs(connection, status)[:limit]
     if as_json:
         print_json([run_summary(run) for run in runs])
@@ -67,7 +77,7 @@ def list_(
                 when(run.started_at),
                 f"{run.duration_seconds:.1f}s" if run.duration_seconds is not None else "-",
                 f"{run.records_loaded:,}",
-                (run.error or "")[:80],
+                _short(run.error, ERROR_COLUMN_CHARS),
             )
             for run in runs
         ],
@@ -117,7 +127,7 @@ def show(
         ],
     )
     if log_tail:
-        say("\n[bold]log tail[/bold]")
+        stdout.print("\n[bold]log tail[/bold]")
         for line in log_tail:
             stdout.print(f"  {line}", markup=False)
 
@@ -137,9 +147,10 @@ def logs(
     """
     run = app_state(ctx).store.read().get_run(run_id)
     if not run.log_path or not Path(run.log_path).exists():
-        raise ValidationError(
+        raise NotFoundError(
             f"run {run_id} has no log" + (f" at {run.log_path}" if run.log_path else ""),
-            hint="runs that never started (skipped, failed up front) have none",
+            hint=f"runs that never started (skipped, failed up front) have none; "
+            f"see: etlctl runs show {run_id}",
         )
     if tail_lines:
         for line in tail(run.log_path, tail_lines):

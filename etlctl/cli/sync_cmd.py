@@ -88,7 +88,7 @@ def sync(
         None,
         "--amqp-url",
         envvar="ETLCTL_AMQP_URL",
-        help="RabbitMQ URL (default amqp://guest:guest@127.0.0.1:5672/%2F).",
+        help="RabbitMQ URL (default: the amqp_url setting, amqp://guest:guest@127.0.0.1:5672/%2F).",
         show_default=False,
     ),
     network: str | None = typer.Option(
@@ -177,9 +177,18 @@ def _print_outcome(run) -> None:
 
 def gc(
     ctx: typer.Context,
-    runtime: str = typer.Option("docker", "--runtime", help="docker or local."),
+    runtime: str | None = typer.Option(
+        None,
+        "--runtime",
+        help="docker or local; default: the runtime setting, docker.",
+        show_default=False,
+    ),
     amqp_url: str | None = typer.Option(
-        None, "--amqp-url", envvar="ETLCTL_AMQP_URL", help="RabbitMQ URL.", show_default=False
+        None,
+        "--amqp-url",
+        envvar="ETLCTL_AMQP_URL",
+        help="RabbitMQ URL (default: the amqp_url setting, amqp://guest:guest@127.0.0.1:5672/%2F).",
+        show_default=False,
     ),
     as_json: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
 ) -> None:
@@ -193,7 +202,9 @@ def gc(
 
       etlctl gc --json
     """
-    report = orchestrator.collect_garbage(app_state(ctx).store, runtime, amqp_url)
+    store = app_state(ctx).store
+    chosen_runtime = settings.chosen(store.read().settings(), "runtime", runtime)
+    report = orchestrator.collect_garbage(store, chosen_runtime, amqp_url)
     if as_json:
         print_json({"removed": report.removed, "busy": report.busy})
         return

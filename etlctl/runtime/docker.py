@@ -143,6 +143,10 @@ class DockerRuntime:
                         f"a container named {launch.name} exists already",
                         hint="remove leftovers: etlctl gc",
                     ) from None
+                # run() creates, then starts: a start that fails (an unknown network, a
+                # mount) leaves a created container that nothing else would remove.
+                with contextlib.suppress(docker.errors.APIError):
+                    _remove_container(client().containers.get(launch.name))
                 raise EtlctlError(
                     f"Docker could not start {launch.name}: {exc.explanation or _short(exc)}"
                 ) from None

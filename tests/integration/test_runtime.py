@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from connectors import __version__
-from etlctl.errors import ImageMissingError, SyncTimeoutError
+from etlctl.errors import EtlctlError, ImageMissingError, SyncTimeoutError
 from etlctl.runtime import ConnectorLaunch, Mount, get_runtime
 from etlctl.runtime import local as local_runtime
 
@@ -218,6 +219,20 @@ def test_run_once_returns_spec_output_and_removes_the_container(docker_runtime, 
 def test_run_once_times_out_and_cleans_up(docker_runtime, probe_image, run_id, dirs):
     with pytest.raises(SyncTimeoutError):
         docker_runtime.run_once(probe_launch(probe_image, run_id, dirs, sleep=600), timeout=2)
+    assert containers_labelled(run_id) == []
+
+
+@pytest.mark.usefixtures("cleanup_docker")
+def test_a_container_that_cannot_start_is_not_left_behind(
+    docker_runtime, probe_image, run_id, dirs
+):
+    """An unknown --network used to leave a 'Created' container (`source check` has no
+    connection label, so neither the next sync nor `etlctl gc` ever removed it)."""
+    launch = dataclasses.replace(
+        probe_launch(probe_image, run_id, dirs, sleep=0), network=f"etlctl-no-net-{run_id}"
+    )
+    with pytest.raises(EtlctlError, match=r"network .* not found"):
+        docker_runtime.start(launch)
     assert containers_labelled(run_id) == []
 
 

@@ -72,6 +72,41 @@ def test_invalid_schedules_are_refused_clearly(expression, says):
     assert says in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("expression", "says"),
+    [
+        ("61 * * * *", "the minute field '61' is out of range or malformed (it takes 0-59"),
+        ("0 24 * * *", "the hour field '24'"),
+        ("0 0 0 * *", "the day-of-month field '0'"),
+        ("0 0 * 13 *", "the month field '13'"),
+        ("0 0 * * 8", "the day-of-week field '8'"),
+    ],
+)
+def test_out_of_range_names_the_field_and_its_values(expression, says):
+    with pytest.raises(ValidationError) as caught:
+        scheduler.validate_schedule(expression)
+    assert says in str(caught.value)
+
+
+@pytest.mark.parametrize("expression", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6 *"])
+def test_dates_that_never_come_are_refused(expression):
+    # croniter takes them, and `schedule list` then failed with a traceback
+    with pytest.raises(ValidationError) as caught:
+        scheduler.validate_schedule(expression)
+    assert "never fires" in str(caught.value)
+
+
+@pytest.mark.parametrize("expression", ["0 0 29 2 *", "0 0 31 2 mon", "0 0 31 */2 *"])
+def test_rare_but_real_dates_are_accepted(expression):
+    assert scheduler.validate_schedule(expression) == expression
+    assert scheduler.next_runs(expression, 1)
+
+
+def test_next_runs_of_a_stored_schedule_that_never_fires_is_empty():
+    """A store written before such schedules were refused must still list."""
+    assert scheduler.next_runs("0 0 31 2 *", 3) == []
+
+
 def test_manual_stays_manual():
     assert scheduler.validate_schedule(" Manual ") == "manual"
 
