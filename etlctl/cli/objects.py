@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from etlctl import catalog, orchestrator, registry, settings
+from etlctl.cli.options import network_option, runtime_option
 from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, when
 from etlctl.errors import ConnectorCheckFailed
 from etlctl.models import ConnectorObject
@@ -232,18 +233,8 @@ def build_app(kind: str) -> typer.Typer:
     def check(
         ctx: typer.Context,
         name: str = typer.Argument(..., help=f"Name of the {kind}."),
-        runtime: str | None = typer.Option(
-            None,
-            "--runtime",
-            help="docker or local; default: the runtime setting, docker.",
-            show_default=False,
-        ),
-        network: str | None = typer.Option(
-            None,
-            "--network",
-            help="Docker network for the check; default: the network setting, host.",
-            show_default=False,
-        ),
+        runtime: str | None = runtime_option(),
+        network: str | None = network_option(),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         store = app_state(ctx).store

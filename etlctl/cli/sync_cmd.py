@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from etlctl import orchestrator, settings
+from etlctl.cli.options import amqp_url_option, network_option, runtime_option
 from etlctl.cli.output import app_state, note, print_json, say, stderr
 from etlctl.cli.runs import run_summary
 from etlctl.errors import ConflictError, EtlctlError
@@ -78,25 +79,9 @@ class _PlainProgress:
 def sync(
     ctx: typer.Context,
     connection: str = typer.Argument(..., help="The connection to sync."),
-    runtime: str | None = typer.Option(
-        None,
-        "--runtime",
-        help="docker or local (subprocesses, no Docker); default: the runtime setting, docker.",
-        show_default=False,
-    ),
-    amqp_url: str | None = typer.Option(
-        None,
-        "--amqp-url",
-        envvar="ETLCTL_AMQP_URL",
-        help="RabbitMQ URL (default: the amqp_url setting, amqp://guest:guest@127.0.0.1:5672/%2F).",
-        show_default=False,
-    ),
-    network: str | None = typer.Option(
-        None,
-        "--network",
-        help="Docker network for the connectors: host (default) or a network name (compose).",
-        show_default=False,
-    ),
+    runtime: str | None = runtime_option(),
+    amqp_url: str | None = amqp_url_option(),
+    network: str | None = network_option(),
     timeout: float | None = typer.Option(
         None,
         "--timeout",
@@ -177,19 +162,8 @@ def _print_outcome(run) -> None:
 
 def gc(
     ctx: typer.Context,
-    runtime: str | None = typer.Option(
-        None,
-        "--runtime",
-        help="docker or local; default: the runtime setting, docker.",
-        show_default=False,
-    ),
-    amqp_url: str | None = typer.Option(
-        None,
-        "--amqp-url",
-        envvar="ETLCTL_AMQP_URL",
-        help="RabbitMQ URL (default: the amqp_url setting, amqp://guest:guest@127.0.0.1:5672/%2F).",
-        show_default=False,
-    ),
+    runtime: str | None = runtime_option(),
+    amqp_url: str | None = amqp_url_option(),
     as_json: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
 ) -> None:
     """Remove containers and queues that killed syncs left behind; mark their runs failed.

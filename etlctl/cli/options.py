@@ -1,0 +1,41 @@
+"""Options several commands share, defined once so their names, help and defaults agree.
+
+Each returns a fresh typer.Option: typer reads the default from the function signature.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from etlctl.broker import AMQP_URL_ENV
+
+
+def runtime_option() -> Any:
+    return typer.Option(
+        None,
+        "--runtime",
+        help="docker or local (subprocesses, no Docker); default: the runtime setting, docker.",
+        show_default=False,
+    )
+
+
+def amqp_url_option() -> Any:
+    return typer.Option(
+        None,
+        "--amqp-url",
+        envvar=AMQP_URL_ENV,
+        help="RabbitMQ URL (default: the amqp_url setting, amqp://guest:guest@127.0.0.1:5672/%2F).",
+        show_default=False,
+    )
+
+
+def network_option() -> Any:
+    return typer.Option(
+        None,
+        "--network",
+        help="Docker network for the connectors: host (default, or the network setting) or a "
+        "network name (compose).",
+        show_default=False,
+    )
