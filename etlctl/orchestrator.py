@@ -393,23 +393,10 @@ def run_sync(
         remove_leftovers(store, connection.name, runtime, broker)
         saved = store.read().get_state(connection.name)
         state = saved.state if saved and connection.mode.value != "full_refresh" else None
-        run = Run(
-            connection=connection.name,
-            trigger=options.trigger,
-            runtime=runtime.name,
-            state_before=state,
-            state_after=state,
-            pid=os.getpid(),
-            host=socket.gethostname(),
-        )
-        run_logs = ensure_private_dir(logs_dir(store.path) / connection.name)
-        run.log_path = str(run_logs / f"{run.id}.log")
-        # Connectors append skipped records here (on_error: skip); the directory is mounted.
-        run.rejects_path = str(run_logs / f"{run.id}.rejects.jsonl")
+        run = _record_new_run(store, connection, runtime.name, options.trigger, state)
         for role_mounts in mounts.values():
-            role_mounts.append(Mount(host_path=str(run_logs), read_only=False))
-        with store.transaction() as tx:
-            tx.save_run(run)
+            # Connectors append skipped records to run.rejects_path, in the run's log directory.
+            role_mounts.append(Mount(host_path=str(Path(run.log_path).parent), read_only=False))
         queues = ConnectionQueues.for_connection(connection.name, store.id)
         session = _SyncSession(
             store, connection, run, runtime, broker, queues, options, on_progress
@@ -424,22 +411,7 @@ def run_sync(
                     run_file,
                     _run_document(side, connection, run, state, amqp_url, queues, options),
                 )
-                launch = ConnectorLaunch(
-                    name=f"etlctl-{connection.name}-{run.id.replace('_', '-').lower()}-{side.role}",
-                    role=side.role,
-                    connector_type=side.obj.type,
-                    image=side.image,
-                    run_file=str(run_file),
-                    labels={
-                        MANAGED_LABEL: "true",
-                        STORE_LABEL: store.id,
-                        CONNECTION_LABEL: connection.name,
-                        RUN_LABEL: run.id,
-                        "io.etlctl.role": side.role,
-                    },
-                    mounts=tuple(mounts[side.role]),
-                    network=options.network,
-                )
+                launch = _launch(store, connection, run, side, run_file, mounts, options)
                 session.handles[side.role] = runtime.start(launch)
                 session.exit_codes[side.role] = None
             _follow(session)
@@ -450,10 +422,7 @@ def run_sync(
         except _Terminated:
             run.status = RunStatus.CANCELLED
             run.error = "cancelled by SIGTERM"
-        except SyncTimeoutError as exc:
-            run.status = RunStatus.FAILED
-            run.error = exc.message
-        except EtlctlError as exc:
+        except EtlctlError as exc:  # a timeout, a lost broker, a Docker error
             run.status = RunStatus.FAILED
             run.error = exc.message
         finally:
@@ -469,6 +438,58 @@ def run_sync(
                 with store.transaction() as tx:
                     tx.save_run(run)
     return run
+
+
+def _record_new_run(
+    store: Store,
+    connection: Connection,
+    runtime: str,
+    trigger: str,
+    state: dict[str, Any] | None,
+) -> Run:
+    run = Run(
+        connection=connection.name,
+        trigger=trigger,
+        runtime=runtime,
+        state_before=state,
+        state_after=state,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+    )
+    run_logs = ensure_private_dir(logs_dir(store.path) / connection.name)
+    run.log_path = str(run_logs / f"{run.id}.log")
+    run.rejects_path = str(run_logs / f"{run.id}.rejects.jsonl")
+    with store.transaction() as tx:
+        tx.save_run(run)
+    return run
+
+
+def _launch(
+    store: Store,
+    connection: Connection,
+    run: Run,
+    side: _Side,
+    run_file: Path,
+    mounts: dict[str, list[Mount]],
+    options: SyncOptions,
+) -> ConnectorLaunch:
+    """How one connector of the run starts: labelled so that cleanup always finds it."""
+    return ConnectorLaunch(
+        name=f"etlctl-{connection.name}-{run.id.replace('_', '-').lower()}-{side.role}",
+        role=side.role,
+        connector_type=side.obj.type,
+        image=side.image,
+        run_file=str(run_file),
+        labels={
+            MANAGED_LABEL: "true",
+            STORE_LABEL: store.id,
+            CONNECTION_LABEL: connection.name,
+            RUN_LABEL: run.id,
+            "io.etlctl.role": side.role,
+        },
+        mounts=tuple(mounts[side.role]),
+        network=options.network,
+    )
 
 
 def _follow(session: _SyncSession) -> None:
