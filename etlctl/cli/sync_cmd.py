@@ -16,8 +16,9 @@ from etlctl.cli.options import amqp_url_option, network_option, runtime_option
 from etlctl.cli.output import app_state, note, print_json, say, stderr
 from etlctl.cli.runs import run_summary
 from etlctl.errors import ConflictError, EtlctlError
-from etlctl.models import RunStatus
+from etlctl.models import Run, RunStatus
 from etlctl.orchestrator import SyncOptions, SyncProgress
+from etlctl.store import Store
 
 PLAIN_PROGRESS_EVERY_SECONDS = 5.0
 
@@ -134,7 +135,7 @@ def sync(
     orchestrator.raise_for_run(run)
 
 
-def _record_unstarted(store, connection: str, exc: EtlctlError) -> None:
+def _record_unstarted(store: Store, connection: str, exc: EtlctlError) -> None:
     """A cron firing that did not start still leaves a run in the store."""
     status = RunStatus.SKIPPED if isinstance(exc, ConflictError) else RunStatus.FAILED
     reason = f"did not start: {exc.message}"
@@ -143,7 +144,7 @@ def _record_unstarted(store, connection: str, exc: EtlctlError) -> None:
         note(f"recorded run {run.id} ({status.value}): {reason}")
 
 
-def _print_outcome(run) -> None:
+def _print_outcome(run: Run) -> None:
     summary = run_summary(run)
     rate = f", {summary['rows_per_second']:,.0f} rows/s" if summary["rows_per_second"] else ""
     duration = f" in {summary['duration_seconds']:.1f}s" if summary["duration_seconds"] else ""
