@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -130,6 +131,12 @@ def _run_extractor(extractor: Any, run: RunFile, session: Any) -> None:
         "done", records=out.records_sent, bytes=out.bytes_sent, skipped=out.rejected
     )
     session.flush()  # exit 0 only once the broker confirmed END and done
+    log.info(
+        "published %d records (%d bytes, %d rejected)",
+        out.records_sent,
+        out.bytes_sent,
+        out.rejected,
+    )
     if session.nacks:
         log.info("the data queue was full %d times (backpressure)", session.nacks)
 
@@ -150,6 +157,12 @@ def _run_loader(loader: Any, run: RunFile, session: Any) -> None:
         failed = False
     finally:
         loader.close(failed=failed)
+    log.info(
+        "loaded %d records (%d bytes received, %d rejected)",
+        engine.received - engine.skipped,
+        engine.bytes,
+        engine.skipped,
+    )
 
 
 def command_run(info: ConnectorInfo) -> int:
@@ -169,10 +182,21 @@ def command_run(info: ConnectorInfo) -> int:
         session_type = PublisherThread if info.role == "extractor" else BrokerSession
         session = session_type(run.broker.url, run.run_id, info.role, run.broker.events_queue)
         connector = _make_connector(info, run)
+        # Run logs are kept by etlctl: say what this run is (never the config: it holds secrets).
+        log.info(
+            "%s: run %s of %s, mode %s%s",
+            info.role,
+            run.run_id,
+            run.connection or "-",
+            run.sync.mode,
+            f", from state {run.state}" if info.role == "extractor" and run.state else "",
+        )
+        started = time.monotonic()
         if info.role == "extractor":
             _run_extractor(connector, run, session)
         else:
             _run_loader(connector, run, session)
+        log.info("finished in %.1f s", time.monotonic() - started)
         return EXIT_OK
     except ConnectorError as exc:
         return _report_failure(session, exc.message, exc.position, exc.exit_code)
