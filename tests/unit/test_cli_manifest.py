@@ -8,10 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from etlctl import manifest, scheduler
-from etlctl.cli.main import app
 from etlctl.errors import ServiceUnavailableError
 from etlctl.store import Store
 
@@ -64,24 +62,6 @@ def crontab_syncs(monkeypatch) -> list[Store]:
     monkeypatch.setattr(scheduler, "sync_crontab", fake_sync_crontab)
     monkeypatch.delenv("ETLCTL_NO_CRONTAB", raising=False)  # the recorder stands in for the crontab
     return calls
-
-
-@pytest.fixture
-def store_path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "store.json"
-
-
-@pytest.fixture
-def cli(store_path: Path):
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0, store: Path | None = None, stdin: str | None = None):
-        result = runner.invoke(app, ["--store", str(store or store_path), *args], input=stdin)
-        assert result.exit_code == code, (result.stdout, result.stderr)
-        assert "Traceback" not in result.stdout + result.stderr
-        return result
-
-    return invoke
 
 
 @pytest.fixture

@@ -5,27 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from etlctl.cli.main import app
 from etlctl.store import Store
-
-
-@pytest.fixture
-def store_path(tmp_path):
-    return tmp_path / "state" / "store.json"
-
-
-@pytest.fixture
-def cli(store_path):
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0):
-        result = runner.invoke(app, ["--store", str(store_path), *args])
-        assert result.exit_code == code, (result.stdout, result.stderr)
-        return result
-
-    return invoke
 
 
 def _registered(cli, tmp_path):

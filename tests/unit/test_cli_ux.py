@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from etlctl import orchestrator
 from etlctl.broker import Broker, redact_url
@@ -15,25 +14,6 @@ from etlctl.models import Run, RunStatus, SyncState
 from etlctl.store import Store
 
 MARKUP = "bad [/x] value [bold]kept[/bold]"
-
-
-@pytest.fixture
-def store_path(tmp_path):
-    return tmp_path / "state" / "store.json"
-
-
-@pytest.fixture
-def cli(store_path):
-    from etlctl.cli.main import app
-
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0):
-        result = runner.invoke(app, ["--store", str(store_path), *args])
-        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
-        return result
-
-    return invoke
 
 
 @pytest.fixture

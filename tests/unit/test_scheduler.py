@@ -14,10 +14,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from typer.testing import CliRunner
 
 from etlctl import scheduler
-from etlctl.cli.main import app
 from etlctl.errors import ServiceUnavailableError, ValidationError
 from etlctl.models import Connection, Run, RunStatus
 from etlctl.store import Store
@@ -301,23 +299,6 @@ def crontab(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("ETLCTL_NO_CRONTAB", raising=False)
     return fake
-
-
-@pytest.fixture
-def store_path(tmp_path):
-    return tmp_path / "state" / "store.json"
-
-
-@pytest.fixture
-def cli(store_path):
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0):
-        result = runner.invoke(app, ["--store", str(store_path), *args])
-        assert result.exit_code == code, (result.stdout, result.stderr)
-        return result
-
-    return invoke
 
 
 def _register(cli, tmp_path, *connection_args: str):
