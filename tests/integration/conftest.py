@@ -18,20 +18,13 @@ from pathlib import Path
 
 import pytest
 
-IN_CI = os.environ.get("CI") == "true"
+from tests_support import missing_service
+
 REPO = Path(__file__).resolve().parents[2]
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 POSTGRES_URL = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
 LOCAL_BASE_IMAGE = "etlctl/base-python:3.11-bookworm"
 PUBLIC_BASE_IMAGE = "python:3.11-slim"
-
-
-def missing_service(what: str) -> None:
-    """Fail in CI, skip elsewhere; the message names the script that fixes it."""
-    message = f"{what} is not available (run: bash scripts/ensure-services.sh)"
-    if IN_CI:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -6,7 +6,6 @@ same things hold when etlctl runs them in containers.)"""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import uuid
@@ -22,7 +21,7 @@ from typer.testing import CliRunner
 
 from etlctl.cli.main import app
 from etlctl.store import Store
-from tests_support import leftover_containers, leftover_queues
+from tests_support import leftover_containers, leftover_queues, missing_service
 
 pytestmark = pytest.mark.integration
 
@@ -51,9 +50,7 @@ def pg(services) -> Iterator[str]:
     try:
         admin = psycopg.connect(**PG, dbname="postgres", autocommit=True, connect_timeout=3)
     except psycopg.OperationalError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432", pytrace=False)
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+        missing_service("PostgreSQL on 127.0.0.1:5432 (postgres/postgres)")
     admin.execute(f'CREATE DATABASE "{name}"')
     yield name
     admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -13,7 +13,6 @@ the fired run must have succeeded; without it, the firing must still leave a run
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -28,20 +27,13 @@ from etlctl import scheduler
 from etlctl.cli.main import app
 from etlctl.models import Run, RunStatus
 from etlctl.store import Store
+from tests_support import IN_CI, missing_service
 
 pytestmark = pytest.mark.integration
-IN_CI = os.environ.get("CI") == "true"
+CRON_FIX = "bash scripts/ensure-services.sh cron"
 # cron reads a changed crontab at the next minute and fires on the one after at the latest;
 # then the sync itself needs a few seconds.
 FIRING_TIMEOUT_SECONDS = 150
-
-
-def missing_service(what: str) -> None:
-    """Fail in CI (it must never go green having tested nothing), skip elsewhere."""
-    message = f"{what} is not available (run: bash scripts/ensure-services.sh cron)"
-    if IN_CI:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 def _sync_stack_answers() -> bool:
@@ -59,18 +51,18 @@ def _sync_stack_answers() -> bool:
 @pytest.fixture
 def cron_daemon() -> None:
     if shutil.which("crontab") is None:
-        missing_service("the `crontab` command")
+        missing_service("the `crontab` command", CRON_FIX)
     if scheduler.cron_daemon_running():
         return
     daemon = shutil.which("cron") or shutil.which("crond")
     if daemon is None:
-        missing_service("the cron daemon (apt-get install cron)")
+        missing_service("the cron daemon (apt-get install cron)", CRON_FIX)
     # cron forks into the background by itself; close our descriptors so it holds none.
     subprocess.run([daemon], check=False, close_fds=True, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while not scheduler.cron_daemon_running():
         if time.monotonic() > deadline:
-            missing_service(f"a running cron daemon ({daemon} did not stay up)")
+            missing_service(f"a running cron daemon ({daemon} did not stay up)", CRON_FIX)
         time.sleep(0.2)
 
 
@@ -78,7 +70,7 @@ def cron_daemon() -> None:
 def own_crontab_backed_up() -> Iterator[None]:
     listed = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
     if listed.returncode != 0 and "no crontab for" not in listed.stderr:
-        missing_service(f"a usable crontab ({listed.stderr.strip()})")
+        missing_service(f"a usable crontab ({listed.stderr.strip()})", CRON_FIX)
     backup = listed.stdout if listed.returncode == 0 else None
     try:
         yield

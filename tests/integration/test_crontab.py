@@ -25,17 +25,10 @@ from etlctl import registry, scheduler
 from etlctl.cli.main import app
 from etlctl.errors import ServiceUnavailableError, ValidationError
 from etlctl.store import Store
+from tests_support import missing_service
 
 pytestmark = pytest.mark.integration
-IN_CI = os.environ.get("CI") == "true"
-
-
-def missing_service(what: str) -> None:
-    """Fail in CI (it must never go green having tested nothing), skip elsewhere."""
-    message = f"{what} is not available (run: bash scripts/ensure-services.sh cron)"
-    if IN_CI:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+CRON_FIX = "bash scripts/ensure-services.sh cron"
 
 
 FOREIGN = (
@@ -55,9 +48,11 @@ def _run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[st
 @pytest.fixture(scope="session")
 def cron_user() -> Iterator[str]:
     if shutil.which("crontab") is None:
-        missing_service("the `crontab` command (apt-get install cron)")
+        missing_service("the `crontab` command (apt-get install cron)", CRON_FIX)
     if os.geteuid() != 0 or shutil.which("useradd") is None:
-        missing_service("root with useradd (a throwaway user keeps your crontab untouched)")
+        missing_service(
+            "root with useradd (a throwaway user keeps your crontab untouched)", CRON_FIX
+        )
     name = f"etlct-{secrets.token_hex(3)}"
     created = _run("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name)
     assert created.returncode == 0, created.stderr

@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def missing_service(what: str, fix: str = "bash scripts/ensure-services.sh") -> None:
+    """Fail in CI (it must never go green having tested nothing), skip elsewhere; the
+    message names what fixes it."""
+    message = f"{what} is not available (run: {fix})"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 def leftover_containers(connection: str) -> list[str]:
