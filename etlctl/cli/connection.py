@@ -9,8 +9,9 @@ from typing import Any
 import typer
 
 from etlctl import catalog, registry
+from etlctl.cli.options import no_crontab_option
 from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, when
-from etlctl.cli.schedule import no_crontab_option, sync_after_change
+from etlctl.cli.schedule import sync_after_change
 from etlctl.models import Connection, OnError, SyncMode
 from etlctl.store import StoreView
 

@@ -13,8 +13,9 @@ import typer
 from rich.markup import escape
 
 from etlctl import manifest
+from etlctl.cli.options import no_crontab_option
 from etlctl.cli.output import app_state, note, print_json, stdout
-from etlctl.cli.schedule import no_crontab_option, sync_after_change
+from etlctl.cli.schedule import sync_after_change
 from etlctl.errors import ValidationError
 from etlctl.manifest import Action, FieldDiff, Plan, Step
 

@@ -11,6 +11,8 @@ import typer
 
 from etlctl.broker import AMQP_URL_ENV
 
+NO_CRONTAB_ENV = "ETLCTL_NO_CRONTAB"
+
 
 def runtime_option() -> Any:
     return typer.Option(
@@ -38,4 +40,14 @@ def network_option() -> Any:
         help="Docker network for the connectors: host (default, or the network setting) or a "
         "network name (compose).",
         show_default=False,
+    )
+
+
+def no_crontab_option() -> Any:
+    """The `--no-crontab` escape of the commands that change schedules."""
+    return typer.Option(
+        False,
+        "--no-crontab",
+        envvar=NO_CRONTAB_ENV,
+        help="Change the store only; leave the crontab alone (you manage it yourself).",
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from etlctl import scheduler
@@ -12,22 +10,10 @@ from etlctl.errors import EtlctlError, ValidationError
 from etlctl.scheduler import CrontabChange
 from etlctl.store import Store
 
-NO_CRONTAB_ENV = "ETLCTL_NO_CRONTAB"
-
 app = typer.Typer(
     help="Scheduled connections and their crontab entries: list, apply, remove.",
     no_args_is_help=True,
 )
-
-
-def no_crontab_option() -> Any:
-    """The `--no-crontab` escape of the commands that change schedules."""
-    return typer.Option(
-        False,
-        "--no-crontab",
-        envvar=NO_CRONTAB_ENV,
-        help="Change the store only; leave the crontab alone (you manage it yourself).",
-    )
 
 
 def sync_after_change(store: Store, schedule_changed: bool, no_crontab: bool) -> None:
