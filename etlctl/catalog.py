@@ -18,12 +18,12 @@ import jsonschema
 from connectors.registry import ConnectorInfo, all_connectors, get_connector, path_fields
 from etlctl import yamlio
 from etlctl.errors import ValidationError, close_match
+from etlctl.models import ROLE_OF_KIND
 
 MASK = "********"
 SECRET_REF_KEYS = ("fromEnv", "fromFile")
 MAX_CONFIG_FILE_BYTES = 1024 * 1024
 
-ROLE_OF_KIND = {"source": "extractor", "loader": "loader"}
 
 
 def connectors(role: str | None = None) -> list[ConnectorInfo]:

@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from etlctl.errors import ValidationError
 
+# Sources are read by extractors; loaders are played by loaders.
+ROLE_OF_KIND = {"source": "extractor", "loader": "loader"}
+
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -95,8 +98,8 @@ class ConnectorObject(_Model):
 
     @property
     def role(self) -> str:
-        """The connector role that plays this object: sources are read by extractors."""
-        return "extractor" if self.kind == "source" else "loader"
+        """The connector role that plays this object."""
+        return ROLE_OF_KIND[self.kind]
 
 
 class Source(ConnectorObject):

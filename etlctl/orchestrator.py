@@ -46,6 +46,8 @@ from etlctl.runtime import ConnectorLaunch, Mount, Runtime, get_runtime
 from etlctl.store import Store
 
 PROTOCOL_VERSION = 1
+# The start of a timed-out run's error: raise_for_run() turns such a run into exit code 7.
+TIMED_OUT = "the sync did not finish within"
 DEFAULT_TIMEOUT_SECONDS = 6 * 3600
 EVENT_WAIT_SECONDS = 0.05
 CONTAINER_POLL_SECONDS = 0.1
@@ -264,7 +266,6 @@ class _SyncSession:
         self.exit_codes: dict[str, int | None] = {}
         self.errors: list[str] = []
         self.skipped: dict[str, int] = {}
-        self.loader_done = False
 
     # events from the connectors
     def handle_event(self, event: dict[str, Any]) -> None:
@@ -292,7 +293,7 @@ class _SyncSession:
                 self.progress.extractor_done = True
             else:
                 self.run.records_loaded = int(event.get("records", self.run.records_loaded))
-                self.progress.loader_done = self.loader_done = True
+                self.progress.loader_done = True
             self._count_skipped(role, int(event.get("skipped", 0)))
         if self.on_progress:
             self.on_progress(self.progress)
@@ -517,7 +518,7 @@ def _follow(session: _SyncSession) -> None:
                 break
         if now > deadline:
             raise SyncTimeoutError(
-                f"the sync did not finish within {session.options.timeout:g}s; "
+                f"{TIMED_OUT} {session.options.timeout:g}s; "
                 "its containers were stopped",
                 hint="raise --timeout, or look at the logs: etlctl logs " + session.run.id,
             )
@@ -533,7 +534,7 @@ def _follow(session: _SyncSession) -> None:
 def _conclude(session: _SyncSession) -> None:
     run = session.run
     failed = session.failed_role()
-    if failed is None and session.finished() and session.loader_done:
+    if failed is None and session.finished() and session.progress.loader_done:
         run.status = RunStatus.SUCCEEDED
         return
     run.status = RunStatus.FAILED
@@ -620,7 +621,7 @@ def raise_for_run(run: Run) -> None:
     if run.status is RunStatus.CANCELLED:
         raise CancelledError(f"run {run.id} was cancelled")
     error = run.error or "unknown reason"
-    if "did not finish within" in error:
+    if error.startswith(TIMED_OUT):
         raise SyncTimeoutError(f"run {run.id} timed out: {error}", hint=f"etlctl logs {run.id}")
     raise SyncFailedError(f"run {run.id} failed: {error}", hint=f"see: etlctl logs {run.id}")
 
