@@ -247,12 +247,14 @@ class StoreView:
     def list_runs(
         self, connection: str | None = None, status: RunStatus | None = None
     ) -> list[Run]:
-        """Runs, newest first."""
-        runs = [Run.model_validate(doc) for doc in self._db.table("runs").all()]
+        """Runs, newest first. Filters on the raw documents, so only the runs asked for are
+        validated (a store keeps up to RUNS_KEPT_PER_CONNECTION per connection)."""
+        docs = self._db.table("runs").all()
         if connection is not None:
-            runs = [run for run in runs if run.connection == connection]
+            docs = [doc for doc in docs if doc.get("connection") == connection]
         if status is not None:
-            runs = [run for run in runs if run.status == status]
+            docs = [doc for doc in docs if doc.get("status") == status.value]
+        runs = [Run.model_validate(doc) for doc in docs]
         return sorted(runs, key=lambda run: (run.started_at, run.id), reverse=True)
 
     def _trim_runs(self, connection: str) -> None:

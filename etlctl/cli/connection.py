@@ -12,7 +12,7 @@ from etlctl import catalog, registry
 from etlctl.cli.options import no_crontab_option
 from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, when
 from etlctl.cli.schedule import sync_after_change
-from etlctl.models import Connection, OnError, SyncMode
+from etlctl.models import Connection, OnError, Run, SyncMode
 from etlctl.store import StoreView
 
 app = typer.Typer(
@@ -31,15 +31,20 @@ def _read_transform(path: Path | None) -> dict[str, Any] | None:
     return catalog.load_config_file(path) if path else None
 
 
+def last_run(view: StoreView, connection: Connection) -> Run | None:
+    runs = view.list_runs(connection.name)
+    return runs[0] if runs else None
+
+
 def connection_view(view: StoreView, connection: Connection) -> dict[str, Any]:
     """A connection with what users ask next: its saved state and its last run."""
     doc = connection.to_doc()
     state = view.get_state(connection.name)
     doc["state"] = state.to_doc() if state else None
-    runs = view.list_runs(connection.name)
+    last = last_run(view, connection)
     doc["last_run"] = (
-        {key: runs[0].to_doc()[key] for key in ("id", "status", "started_at", "ended_at")}
-        if runs
+        {key: last.to_doc()[key] for key in ("id", "status", "started_at", "ended_at")}
+        if last
         else None
     )
     return doc
@@ -117,7 +122,7 @@ def list_(
         return
     rows = []
     for conn in connections:
-        last = connection_view(view, conn)["last_run"]
+        last = last_run(view, conn)
         rows.append(
             (
                 conn.name,
@@ -125,7 +130,7 @@ def list_(
                 conn.loader,
                 conn.mode.value,
                 conn.schedule,
-                f"{last['status']} {when(view.get_run(last['id']).started_at)}"
+                f"{last.status.value} {when(last.started_at)}"
                 if last
                 else "never",
             )
