@@ -1,7 +1,7 @@
 """run_sync(): the whole life of one sync.
 
     validate -> lock the connection -> remove leftovers of a killed run -> record the run
-    -> declare queues -> start loader, then extractor -> follow events, save committed
+    -> declare queues -> start loader and extractor -> follow events, save committed
     checkpoints -> collect exit codes and logs -> remove containers and queues -> record
     the outcome
 
@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,10 @@ PROTOCOL_VERSION = 1
 # The start of a timed-out run's error: raise_for_run() turns such a run into exit code 7.
 TIMED_OUT = "the sync did not finish within"
 DEFAULT_TIMEOUT_SECONDS = 6 * 3600
-EVENT_WAIT_SECONDS = 0.05
+EVENT_WAIT_SECONDS = 0.02
 CONTAINER_POLL_SECONDS = 0.1
+# Once a connector said it is done, its exit is a few milliseconds away: look often.
+EXIT_POLL_SECONDS = 0.02
 # After the loader ends, how long the extractor may take to finish on its own.
 PEER_GRACE_SECONDS = 30.0
 MANAGED_LABEL = "io.etlctl.managed"
@@ -266,6 +269,8 @@ class _SyncSession:
         self.exit_codes: dict[str, int | None] = {}
         self.errors: list[str] = []
         self.skipped: dict[str, int] = {}
+        # When the extractor must have ended by, once the loader has (see _containers_settled).
+        self.peer_deadline: float | None = None
 
     # events from the connectors
     def handle_event(self, event: dict[str, Any]) -> None:
@@ -406,15 +411,15 @@ def run_sync(
         work_dir = Path(tempfile.mkdtemp(prefix=f"etlctl-{connection.name}-"))
         try:
             broker.declare(queues)
-            for side in (loader, source):  # the loader first, so that it is ready to consume
+            launches = []
+            for side in (loader, source):
                 run_file = work_dir / f"{side.role}.json"
                 _write_private_json(
                     run_file,
                     _run_document(side, connection, run, state, amqp_url, queues, options),
                 )
-                launch = _launch(store, connection, run, side, run_file, mounts, options)
-                session.handles[side.role] = runtime.start(launch)
-                session.exit_codes[side.role] = None
+                launches.append(_launch(store, connection, run, side, run_file, mounts, options))
+            _start_connectors(session, launches)
             _follow(session)
             _conclude(session)
         except KeyboardInterrupt:
@@ -493,42 +498,70 @@ def _launch(
     )
 
 
+def _start_connectors(session: _SyncSession, launches: list[ConnectorLaunch]) -> None:
+    """Start the connectors at once: each start is several Docker API round trips, and the
+    queues exist already, so neither needs the other to be up first."""
+    with ThreadPoolExecutor(max_workers=len(launches), thread_name_prefix="start") as pool:
+        # Leaving the block waits for every start, also on Ctrl-C: no container can appear
+        # after the cleanup has looked for them.
+        futures = [(launch.role, pool.submit(session.runtime.start, launch)) for launch in launches]
+        for role, future in futures:
+            with contextlib.suppress(Exception):
+                session.handles[role] = future.result()
+                session.exit_codes[role] = None
+    for _, future in futures:
+        future.result()  # the first failure, now that every started container is known
+
+
 def _follow(session: _SyncSession) -> None:
     """Read events and watch the containers until both end, one fails, or time runs out."""
     deadline = time.monotonic() + session.options.timeout
     next_poll = 0.0
-    peer_deadline: float | None = None
-    for event in session.broker.events(session.queues.events, EVENT_WAIT_SECONDS):
-        if event is not None:
-            session.handle_event(event)
-            if event.get("type") == "done":
-                next_poll = 0.0  # its process is about to exit: look now, not in a while
-        now = time.monotonic()
-        if now < next_poll:
-            continue
-        next_poll = now + CONTAINER_POLL_SECONDS
-        session.poll_exits()
-        if session.finished() or session.failed_role() is not None:
-            break  # on a failure the other connector is stopped in cleanup
-        if session.exit_codes.get("loader") == 0:
-            # The loader only exits after END, so an extractor still running now is stuck
-            # on its way out; give it a moment to end by itself.
-            peer_deadline = peer_deadline or now + PEER_GRACE_SECONDS
-            if now > peer_deadline:
+    poll_interval = CONTAINER_POLL_SECONDS
+    # One consumer for the whole run: events it has received but not yet handed out would
+    # be lost if it were cancelled and another one started for the last events.
+    events = session.broker.events(session.queues.events, EVENT_WAIT_SECONDS)
+    try:
+        for event in events:
+            if event is not None:
+                session.handle_event(event)
+                if event.get("type") == "done":
+                    # Its process is about to exit: look now, and then often.
+                    next_poll, poll_interval = 0.0, EXIT_POLL_SECONDS
+            now = time.monotonic()
+            if now < next_poll:
+                continue
+            next_poll = now + poll_interval
+            if _containers_settled(session, now, deadline):
                 break
-        if now > deadline:
-            raise SyncTimeoutError(
-                f"{TIMED_OUT} {session.options.timeout:g}s; "
-                "its containers were stopped",
-                hint="raise --timeout, or look at the logs: etlctl logs " + session.run.id,
-            )
-        if session.on_progress:
-            session.on_progress(session.progress)
-    # Take what is left on the events queue (done, last checkpoint) before judging.
-    for event in session.broker.events(session.queues.events, 0.05):
-        if event is None:
-            break
-        session.handle_event(event)
+        # Take what is left on the events queue (done, last checkpoint) before judging.
+        for event in events:
+            if event is None:
+                break
+            session.handle_event(event)
+    finally:
+        events.close()
+
+
+def _containers_settled(session: _SyncSession, now: float, deadline: float) -> bool:
+    """Look at the connectors: True when the run is over (both ended, or one failed)."""
+    session.poll_exits()
+    if session.finished() or session.failed_role() is not None:
+        return True  # on a failure the other connector is stopped in cleanup
+    if session.exit_codes.get("loader") == 0:
+        # The loader only exits after END, so an extractor still running now is stuck
+        # on its way out; give it a moment to end by itself.
+        session.peer_deadline = session.peer_deadline or now + PEER_GRACE_SECONDS
+        if now > session.peer_deadline:
+            return True
+    if now > deadline:
+        raise SyncTimeoutError(
+            f"{TIMED_OUT} {session.options.timeout:g}s; its containers were stopped",
+            hint="raise --timeout, or look at the logs: etlctl logs " + session.run.id,
+        )
+    if session.on_progress:
+        session.on_progress(session.progress)
+    return False
 
 
 def _conclude(session: _SyncSession) -> None:

@@ -6,14 +6,19 @@
   the latest version by cursor when there is one, else the last one seen;
 * every commit writes ``(connection, run_id, last_seq)`` into ``_etlctl_loads`` in the same
   transaction as the rows: a loader restarted after a crash skips what it committed.
+
+It writes through apsw rather than the standard library's sqlite3: apsw binds parameters with
+far less overhead per value and brings a current SQLite, which more than halves the time of
+``executemany``, the loader's hot path (bench/sync_throughput.py). The file format is the same:
+any SQLite reads the result.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 from typing import Any
 
+import apsw
 import orjson
 
 from connectors.sdk import Column, ConfigError, ConnectorError, Loader, LoadMark, Schema
@@ -31,11 +36,11 @@ SQL_TYPES = {
     "json": "TEXT",
 }
 LOADS_TABLE = "_etlctl_loads"
-# What SQLite raises for a row it cannot store: a value it cannot bind (a dict in a non-JSON
-# column), an integer beyond 64 bits, a constraint of an existing table.
-UNSTORABLE = (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError,
-              sqlite3.IntegrityError)
+# What apsw raises for a row it cannot store: a value it cannot bind (TypeError: a dict in a
+# non-JSON column), an integer beyond 64 bits, a constraint of an existing table.
+UNSTORABLE = (TypeError, OverflowError, apsw.ConstraintError, apsw.MismatchError)
 STAGING_PREFIX = "_etlctl_staging_"
+BUSY_TIMEOUT_MS = 60_000  # another writer (a reader's lock) may hold the file a while
 
 
 def quote(identifier: str) -> str:
@@ -52,7 +57,7 @@ class SqliteLoader(Loader):
         self.full_refresh = context.sync.mode == "full_refresh"
         self.write_table = STAGING_PREFIX + self.table if self.full_refresh else self.table
         self.upsert = bool(self.key)
-        self.db: sqlite3.Connection | None = None
+        self.db: apsw.Connection | None = None
         self.resuming = False
         self._statements: dict[tuple[str, ...], tuple[str, list[int]]] = {}
         self._json_columns: set[str] = set()
@@ -67,9 +72,12 @@ class SqliteLoader(Loader):
             raise ConfigError(f"directory {directory} is not writable")
         if os.path.exists(self.path):
             try:
-                with sqlite3.connect(self.path) as db:
-                    db.execute("PRAGMA schema_version").fetchone()
-            except sqlite3.DatabaseError as exc:
+                db = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READONLY)
+            except apsw.Error as exc:
+                raise ConfigError(f"cannot open {self.path}: {exc}") from None
+            try:
+                db.execute("PRAGMA schema_version").fetchall()
+            except apsw.Error as exc:
                 raise ConfigError(f"{self.path} is not a SQLite database: {exc}") from None
             finally:
                 db.close()
@@ -77,8 +85,9 @@ class SqliteLoader(Loader):
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> LoadMark:
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
-        except sqlite3.Error as exc:
+            self.db = apsw.Connection(self.path)
+            self.db.setbusytimeout(BUSY_TIMEOUT_MS)
+        except apsw.Error as exc:
             raise ConnectorError(f"cannot open {self.path}: {exc}") from None
         db = self.db
         db.execute(
@@ -86,10 +95,11 @@ class SqliteLoader(Loader):
             "run_id TEXT NOT NULL, last_seq INTEGER NOT NULL, records INTEGER NOT NULL, "
             "loaded_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (connection, run_id))"
         )
-        found = db.execute(
+        # fetchall, not fetchone: an unfinished apsw cursor keeps its statement running.
+        found = next(iter(db.execute(
             f"SELECT last_seq, records FROM {LOADS_TABLE} WHERE connection = ? AND run_id = ?",
             (self.load_name, self.context.run_id),
-        ).fetchone()
+        ).fetchall()), None)
         self.resuming = found is not None
         db.execute("BEGIN")
         return LoadMark(seq=found[0], records=found[1]) if found else LoadMark()
@@ -134,7 +144,7 @@ class SqliteLoader(Loader):
         # batch failing the sync, even under skip.
         db.execute("SAVEPOINT etlctl_batch")
         try:
-            db.executemany(statement, rows)
+            db.cursor().executemany(statement, rows)
         except UNSTORABLE:
             db.execute("ROLLBACK TO etlctl_batch")
             self._write_row_by_row(statement, columns, rows)
@@ -148,7 +158,7 @@ class SqliteLoader(Loader):
             except UNSTORABLE as exc:
                 reason = (
                     f"table {self.table!r}: {exc}"
-                    if isinstance(exc, sqlite3.IntegrityError)
+                    if isinstance(exc, apsw.ConstraintError | apsw.MismatchError)
                     else self._describe_unstorable(columns, [row], exc)
                 )
                 # Raises RecordError (with the row's position) under on_error: fail.
@@ -176,13 +186,13 @@ class SqliteLoader(Loader):
     def close(self, failed: bool) -> None:
         if self.db is None:
             return
-        if self.db.in_transaction:
+        if not self.db.getautocommit():  # in a transaction: drop what is not committed
             self.db.execute("ROLLBACK")
         self.db.close()
         self.db = None
 
     # --- helpers ------------------------------------------------------------------------------
-    def _db(self) -> sqlite3.Connection:
+    def _db(self) -> apsw.Connection:
         if self.db is None:
             raise ConnectorError("the sqlite loader is not started")
         return self.db
@@ -240,7 +250,7 @@ class SqliteLoader(Loader):
                 f"CREATE UNIQUE INDEX IF NOT EXISTS {quote('_etlctl_key_' + self.write_table)} "
                 f"ON {table} ({', '.join(quote(k) for k in self.key)})"
             )
-        except sqlite3.IntegrityError:
+        except apsw.ConstraintError:
             raise ConnectorError(
                 f"table {self.write_table!r} already holds several rows per primary key "
                 f"{list(self.key)}: deduplicate it or use full_refresh"

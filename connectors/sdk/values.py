@@ -103,26 +103,30 @@ def _validated_text(values: Sequence[str], kind: str) -> Sequence[str]:
     return values
 
 
+def _holds_null(values: Sequence[str], nulls: frozenset[str]) -> bool:
+    # One scan in C per NULL spelling (usually just ""): cheaper than hashing every value.
+    return any(null in values for null in nulls)
+
+
 def _fast_column(values: Sequence[str], kind: str, nulls: frozenset[str]) -> Sequence[Any]:
     """Convert a column assuming it is clean; raises on any NULL or bad value."""
+    if not _holds_null(values, nulls):
+        if kind == "string":
+            return values
+        if kind in _VALIDATORS:
+            return _validated_text(values, kind)
+        if kind == "boolean":
+            return list(map(_BOOLEAN_SPELLINGS.__getitem__, values))
+        if kind == "integer":
+            converted = list(map(int, values))
+            if converted and not INT64_MIN <= min(converted) <= max(converted) <= INT64_MAX:
+                raise ValueError("integer out of 64-bit range")
+            return converted
+        return list(map(TEXT_PARSERS[kind], values))
     if kind == "string":
-        if nulls == {""}:
-            return [value or None for value in values]
         return [None if value in nulls else value for value in values]
-    if nulls.intersection(values):
-        parser = CHECKED_PARSERS[kind]
-        return [None if value in nulls else parser(value) for value in values]
-    if kind in _VALIDATORS:
-        return _validated_text(values, kind)
-    if kind == "boolean":
-        return list(map(_BOOLEAN_SPELLINGS.__getitem__, values))
-    if kind == "integer":
-        converted = list(map(int, values))
-        if converted and not INT64_MIN <= min(converted) <= max(converted) <= INT64_MAX:
-            raise ValueError("integer out of 64-bit range")
-        return converted
-    parser = TEXT_PARSERS[kind]
-    return [parser(value) for value in values]
+    parser = CHECKED_PARSERS[kind]
+    return [None if value in nulls else parser(value) for value in values]
 
 
 def _slow_value(value: str, kind: str, nulls: frozenset[str]) -> Any:

@@ -45,7 +45,10 @@ Progress = Callable[[str], None]
 RUNTIME_DOCKERFILE = "runtime.Dockerfile"
 RUNTIME_ROLE = "runtime"
 # Used when connectors/requirements.txt is not shipped (an installed wheel without it).
-FALLBACK_REQUIREMENTS = "orjson>=3.10\npika>=1.3.2\njsonschema>=4.21\npsycopg[binary]>=3.1.18\n"
+FALLBACK_REQUIREMENTS = (
+    "orjson>=3.10\napsw>=3.45\npika>=1.3.2\njsonschema>=4.21\npsycopg[binary]>=3.1.18\n"
+    "requests>=2.31\n"
+)
 # The images run CPython 3.11 on x86-64 glibc (python:3.11-slim, or Debian 12's python3).
 WHEEL_PYTHON_VERSION = "3.11"
 WHEEL_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64")
