@@ -10,18 +10,21 @@ in one run times:
 
 and prints rows/s, each sync's ratio to the plain copy, the peak memory of each connector
 container (its resident memory from the cgroup, sampled every 0.1 s while it runs) and the
-wall time of a 10-row sync. A benchmark, not a test: it prints figures and never fails on them.
+wall time of a 10-row sync. Each figure is the median of ``--repeat`` rounds. A benchmark,
+not a test: it prints figures and never fails on them.
 
-Usage: .venv/bin/python bench/sync_throughput.py [--rows 1000000] [--skip-local]
+Usage: .venv/bin/python bench/sync_throughput.py [--rows 1000000] [--skip-local] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import json
 import random
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,12 +81,24 @@ def plain_copy(source: Path, target: Path) -> float:
     return time.perf_counter() - started
 
 
+CGROUP_MEMORY_STATS = (
+    # cgroup v1, v2: where a container's memory.stat is, and its resident-memory key
+    ("/sys/fs/cgroup/memory/docker/*/memory.stat", "total_rss"),
+    ("/sys/fs/cgroup/system.slice/docker-*.scope/memory.stat", "anon"),
+)
+
+
 class PeakMemorySampler:
-    """Samples the cgroup peak memory of each connector container of a connection."""
+    """Samples the resident memory of each connector container of a connection.
+
+    It reads the containers' cgroup files, and asks Docker only once per new container for
+    its name: running `docker ps` ten times a second would take CPU from the sync measured.
+    """
 
     def __init__(self, connection: str) -> None:
-        self.connection = connection
+        self.prefix = f"/etlctl-{connection}-"
         self.peaks: dict[str, int] = {}
+        self._roles: dict[str, str | None] = {}  # cgroup file -> role, None: not ours
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -97,43 +112,40 @@ class PeakMemorySampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            out = subprocess.run(
-                [
-                    "docker",
-                    "ps",
-                    "--no-trunc",
-                    "--filter",
-                    f"label=io.etlctl.connection={self.connection}",
-                    "--format",
-                    "{{.ID}} {{.Names}}",
-                ],
-                capture_output=True,
-                text=True,
-            ).stdout
-            for line in out.splitlines():
-                container_id, _, name = line.partition(" ")
-                role = name.rsplit("-", 1)[-1]  # names end in -extractor / -loader
-                peak = _cgroup_peak(container_id)
-                if peak:
-                    self.peaks[role] = max(self.peaks.get(role, 0), peak)
+            for pattern, key in CGROUP_MEMORY_STATS:
+                for stat_file in glob.glob(pattern):
+                    role = self._role_of(stat_file, pattern)
+                    resident = _memory_stat(stat_file, key) if role else None
+                    if role and resident:
+                        self.peaks[role] = max(self.peaks.get(role, 0), resident)
             self._stop.wait(0.1)
 
+    def _role_of(self, stat_file: str, pattern: str) -> str | None:
+        if stat_file not in self._roles:
+            before, after = pattern.split("*")
+            container_id = stat_file[len(before) : -len(after)]
+            name = subprocess.run(
+                ["docker", "inspect", "--format", "{{.Name}}", container_id],
+                capture_output=True, text=True,
+            ).stdout.strip()
+            # names end in -extractor / -loader
+            self._roles[stat_file] = (
+                name.rsplit("-", 1)[-1] if name.startswith(self.prefix) else None
+            )
+        return self._roles[stat_file]
 
-def _cgroup_peak(container_id: str) -> int | None:
-    """The container's resident (anonymous) memory now. Not memory.max_usage_in_bytes: that
+
+def _memory_stat(path: str, key: str) -> int | None:
+    """A container's resident (anonymous) memory now. Not memory.max_usage_in_bytes: that
     counts the page cache of the target file the loader writes, which the kernel can drop,
     and grows with the dataset without being the connector's memory."""
-    for candidate, key in (
-        (Path(f"/sys/fs/cgroup/memory/docker/{container_id}/memory.stat"), "total_rss"),
-        (Path(f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.stat"), "anon"),
-    ):
-        try:
-            for line in candidate.read_text().splitlines():
-                name, _, value = line.partition(" ")
-                if name == key:
-                    return int(value)
-        except (OSError, ValueError):
-            continue
+    try:
+        for line in Path(path).read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):  # the container ended between the listing and the read
+        return None
     return None
 
 
@@ -176,6 +188,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument(
+        "--repeat", type=int, default=3,
+        help="rounds (plain copy, then each sync); medians are reported (default: 3)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="etlctl-bench-"))
@@ -186,31 +202,55 @@ def main() -> None:
     small = work / "small.csv"
     generate_csv(small, 10)
 
-    plain_seconds = plain_copy(source, work / "plain.db")
-    plain_rate = args.rows / plain_seconds
-    print(f"plain typed copy:       {plain_rate:>10,.0f} rows/s  ({plain_seconds:.2f}s)")
-
-    results = {}
     runtimes = ["docker"] + ([] if args.skip_local else ["local"])
     for runtime in runtimes:
-        name = f"bench-{runtime}"
-        register(store, name, source, work / f"{runtime}.db")
-        seconds, run, peaks = timed_sync(store, name, runtime)
-        loaded = run["records_loaded"]
-        assert loaded == args.rows, f"{runtime}: loaded {loaded} of {args.rows}"
+        register(store, f"bench-{runtime}", source, work / f"{runtime}.db")
+    register(store, "bench-small", small, work / "small.db")
+
+    # Rounds interleave the plain copy and the syncs, so that a machine busy for a while
+    # slows them alike; the medians keep one unlucky round from deciding the figures.
+    plain: list[float] = []
+    walls: dict[str, list[float]] = {runtime: [] for runtime in runtimes}
+    in_run: dict[str, list[float]] = {runtime: [] for runtime in runtimes}
+    peaks: dict[str, dict[str, int]] = {runtime: {} for runtime in runtimes}
+    for round_number in range(1, args.repeat + 1):
+        plain.append(plain_copy(source, work / "plain.db"))
+        line = [f"round {round_number}: plain {plain[-1]:.2f}s"]
+        for runtime in runtimes:
+            seconds, run, round_peaks = timed_sync(store, f"bench-{runtime}", runtime)
+            loaded = run["records_loaded"]
+            assert loaded == args.rows, f"{runtime}: loaded {loaded} of {args.rows}"
+            walls[runtime].append(seconds)
+            in_run[runtime].append(run["duration_seconds"])
+            for role, peak in round_peaks.items():
+                peaks[runtime][role] = max(peaks[runtime].get(role, 0), peak)
+            line.append(f"{runtime} {seconds:.2f}s")
+        print(", ".join(line), flush=True)
+
+    plain_rate = args.rows / statistics.median(plain)
+    print(
+        f"plain typed copy:       {plain_rate:>10,.0f} rows/s  "
+        f"({statistics.median(plain):.2f}s, median of {args.repeat})"
+    )
+    for runtime in runtimes:
+        seconds = statistics.median(walls[runtime])
         rate = args.rows / seconds
-        results[runtime] = rate
-        memory = ", ".join(f"{role} {peak / 2**20:.0f} MiB" for role, peak in sorted(peaks.items()))
-        in_run = args.rows / run["duration_seconds"]
+        run_rate = args.rows / statistics.median(in_run[runtime])
+        memory = ", ".join(
+            f"{role} {peak / 2**20:.0f} MiB" for role, peak in sorted(peaks[runtime].items())
+        )
         print(
             f"etlctl sync ({runtime:>6}): {rate:>10,.0f} rows/s  ({seconds:.2f}s wall, "
-            f"{rate / plain_rate:.2f}x plain; {in_run:,.0f} rows/s between run start and end)"
+            f"{rate / plain_rate:.2f}x plain; {run_rate:,.0f} rows/s between run start and "
+            f"end, {run_rate / plain_rate:.2f}x)"
             + (f"  peak memory: {memory}" if memory else "")
         )
 
-    register(store, "bench-small", small, work / "small.db")
-    seconds, _, _ = timed_sync(store, "bench-small", "docker")
-    print(f"10-row sync (docker):   {seconds:.2f}s wall, including container start")
+    small_walls = [timed_sync(store, "bench-small", "docker")[0] for _ in range(args.repeat)]
+    print(
+        f"10-row sync (docker):   {statistics.median(small_walls):.2f}s wall, "
+        "including container start"
+    )
     print(f"(work files in {work})")
 
 

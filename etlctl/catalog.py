@@ -13,10 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from connectors.registry import ConnectorInfo, all_connectors, get_connector, path_fields
-from etlctl import yamlio
 from etlctl.errors import ValidationError, close_match
 from etlctl.models import ROLE_OF_KIND
 
@@ -115,7 +112,8 @@ def _placeholder(prop: dict[str, Any]) -> Any:
     )
 
 
-def _describe_error(error: jsonschema.ValidationError) -> str:
+def _describe_error(error: Any) -> str:
+    """``error`` is a jsonschema.ValidationError."""
     path = ".".join(str(part) for part in error.absolute_path)
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
@@ -160,6 +158,8 @@ def validate_config(info: ConnectorInfo, config: dict[str, Any]) -> None:
                 f"config field {key!r}: a secret reference is {{fromEnv: VARIABLE}} or "
                 "{fromFile: PATH}, with exactly one key"
             )
+    import jsonschema  # here: ~35 ms to import, and a sync never validates configs
+
     validator = jsonschema.Draft202012Validator(info.spec)
     errors = sorted(validator.iter_errors(candidate), key=lambda e: list(e.absolute_path))
     if errors:
@@ -261,6 +261,8 @@ def load_config_file(path: Path) -> dict[str, Any]:
                 f"config file {path}: invalid JSON at line {exc.lineno}: {exc.msg}"
             ) from exc
     else:
+        from etlctl import yamlio  # here: PyYAML costs start-up time every command would pay
+
         data = yamlio.load_one(text, str(path))
     if not isinstance(data, dict):
         raise ValidationError(f"config file {path} must hold a mapping of config fields")

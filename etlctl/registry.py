@@ -11,7 +11,6 @@ from typing import Any
 
 import pydantic
 
-from connectors.sdk.transform import Transform, TransformError
 from etlctl import catalog, scheduler
 from etlctl.errors import ConflictError, ValidationError
 from etlctl.models import (
@@ -206,6 +205,9 @@ def check_connection(view: StoreView, connection: Connection) -> None:
 
 def validate_transform(spec: dict[str, Any] | None) -> None:
     """The transform's shape; its columns are checked when the extractor knows them."""
+    # Imported here: it loads the connector SDK, which no other command needs.
+    from connectors.sdk.transform import Transform, TransformError
+
     try:
         Transform.parse(spec)
     except TransformError as exc:

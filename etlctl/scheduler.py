@@ -35,15 +35,10 @@ from pathlib import Path
 from shutil import which
 
 import filelock
-from cron_descriptor import (
-    ExpressionDescriptor,
-    FormatException,
-    MissingFieldException,
-    WrongArgumentException,
-)
-from croniter import CroniterBadDateError, croniter
-from crontab import CronItem
 
+# croniter, cron-descriptor and python-crontab (which pulls in asyncio) are imported in the
+# functions that use them: together they cost ~40 ms at start-up, and `etlctl sync` (what
+# cron runs) needs none of them.
 from etlctl.errors import ConflictError, ServiceUnavailableError, ValidationError
 from etlctl.models import NAME_PATTERN, Connection
 from etlctl.paths import locks_dir, logs_dir
@@ -122,6 +117,8 @@ def _check_field_syntax(text: str, fields: list[str]) -> None:
 def _cron_accepts(text: str) -> bool:
     """python-crontab follows what cron itself takes (e.g. it refuses '5/10', a step
     without a range, which croniter allows)."""
+    from crontab import CronItem
+
     try:
         CronItem(command="true").setall(text)
     except (ValueError, KeyError):
@@ -145,6 +142,8 @@ def validate_schedule(expression: str) -> str:
     if len(fields) != 5:
         raise _invalid_fields(text, f"it has {len(fields)} field(s)")
     _check_field_syntax(text, fields)
+    from croniter import croniter
+
     if not croniter.is_valid(text) or not _cron_accepts(text):
         raise _invalid_fields(text, _out_of_range(fields))
     if not _fires(text):
@@ -158,6 +157,8 @@ def validate_schedule(expression: str) -> str:
 
 def _out_of_range(fields: list[str]) -> str:
     """Which field cron refuses, and the values it takes."""
+    from croniter import croniter
+
     for index, value in enumerate(fields):
         alone = " ".join(value if i == index else "*" for i in range(len(fields)))
         if not croniter.is_valid(alone) or not _cron_accepts(alone):
@@ -170,6 +171,8 @@ def _out_of_range(fields: list[str]) -> str:
 
 def _fires(text: str) -> bool:
     """False for expressions that match no date at all, such as February 30th."""
+    from croniter import CroniterBadDateError, croniter
+
     try:
         croniter(text, datetime(2000, 1, 1)).get_next(datetime)
     except CroniterBadDateError:
@@ -186,6 +189,13 @@ def describe_schedule(expression: str) -> str:
     """Plain English, e.g. 'At 02:00, Monday through Friday'."""
     if expression == MANUAL:
         return "only when run by hand"
+    from cron_descriptor import (
+        ExpressionDescriptor,
+        FormatException,
+        MissingFieldException,
+        WrongArgumentException,
+    )
+
     try:
         return ExpressionDescriptor(
             five_fields(expression), use_24hour_time_format=True
@@ -201,6 +211,8 @@ def next_runs(expression: str, count: int = 3, now: datetime | None = None) -> l
     # An aware `now` keeps its zone (tests, other machines); a naive one is local time.
     start = now or datetime.now()
     start = start if start.tzinfo is not None else start.astimezone()
+    from croniter import CroniterBadDateError, croniter
+
     iterator = croniter(five_fields(expression), start)
     try:
         return [iterator.get_next(datetime) for _ in range(count)]
@@ -321,6 +333,8 @@ def build_command(store_path: Path, connection: str, job: JobEnvironment) -> str
 
 def render_entry(schedule: str, command: str, tag: str) -> str:
     """One crontab line: schedule, command, tag comment. Never more than one line."""
+    from crontab import CronItem
+
     item = CronItem(command=command, comment=tag)
     item.setall(schedule)
     line = item.render().strip()

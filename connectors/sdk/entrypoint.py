@@ -191,12 +191,16 @@ def command_run(info: ConnectorInfo) -> int:
             run.sync.mode,
             f", from state {run.state}" if info.role == "extractor" and run.state else "",
         )
-        started = time.monotonic()
+        started, started_cpu = time.monotonic(), time.process_time()
         if info.role == "extractor":
             _run_extractor(connector, run, session)
         else:
             _run_loader(connector, run, session)
-        log.info("finished in %.1f s", time.monotonic() - started)
+        log.info(
+            "finished in %.1f s (%.1f s of CPU)",
+            time.monotonic() - started,
+            time.process_time() - started_cpu,
+        )
         return EXIT_OK
     except ConnectorError as exc:
         return _report_failure(session, exc.message, exc.position, exc.exit_code)

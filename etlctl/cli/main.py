@@ -4,7 +4,6 @@ errors become a message on stderr and an exit code."""
 from __future__ import annotations
 
 import traceback
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import typer
@@ -27,6 +26,8 @@ from etlctl.paths import STORE_ENV, default_store_path
 
 
 def etlctl_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # ~20 ms: only for --version
+
     try:
         return version("etlctl")
     except PackageNotFoundError:  # running from a checkout that was not installed
