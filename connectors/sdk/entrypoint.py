@@ -3,6 +3,7 @@ message, an ``error`` event and the protocol's exit code."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
@@ -20,6 +21,10 @@ log = logging.getLogger("connectors")
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 USAGE = "usage: python -m connectors ROLE TYPE spec|check|run"
+# A sync allocates millions of short-lived row lists and tuples, and no reference cycles:
+# at Python's default (a young-generation collection every 700 allocations) the collector
+# took a fifth of an extractor's time. Every 50,000 keeps it for what it is for.
+GC_YOUNG_THRESHOLD = 50_000
 
 
 def with_defaults(spec: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
@@ -191,6 +196,7 @@ def command_run(info: ConnectorInfo) -> int:
             run.sync.mode,
             f", from state {run.state}" if info.role == "extractor" and run.state else "",
         )
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         started, started_cpu = time.monotonic(), time.process_time()
         if info.role == "extractor":
             _run_extractor(connector, run, session)
