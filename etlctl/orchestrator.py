@@ -544,7 +544,8 @@ def _follow(session: _SyncSession) -> None:
 
 
 def _containers_settled(session: _SyncSession, now: float, deadline: float) -> bool:
-    """Look at the connectors: True when the run is over (both ended, or one failed)."""
+    """Look at the connectors: True when the run is over (both ended, or one failed).
+    Raises SyncTimeoutError past the deadline; otherwise reports progress."""
     session.poll_exits()
     if session.finished() or session.failed_role() is not None:
         return True  # on a failure the other connector is stopped in cleanup

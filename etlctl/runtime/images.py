@@ -44,11 +44,6 @@ Progress = Callable[[str], None]
 
 RUNTIME_DOCKERFILE = "runtime.Dockerfile"
 RUNTIME_ROLE = "runtime"
-# Used when connectors/requirements.txt is not shipped (an installed wheel without it).
-FALLBACK_REQUIREMENTS = (
-    "orjson>=3.10\napsw>=3.45\npika>=1.3.2\njsonschema>=4.21\npsycopg[binary]>=3.1.18\n"
-    "requests>=2.31\n"
-)
 # The images run CPython 3.11 on x86-64 glibc (python:3.11-slim, or Debian 12's python3).
 WHEEL_PYTHON_VERSION = "3.11"
 WHEEL_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64")
@@ -123,7 +118,12 @@ def requirements_text() -> str:
     try:
         return shipped.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return FALLBACK_REQUIREMENTS
+        # It is package data (pyproject.toml): missing means a broken installation. A copy
+        # kept here as a fallback had already drifted from it (no requests: no http image).
+        raise NotFoundError(
+            f"{shipped} is missing: this etlctl installation is incomplete",
+            hint="reinstall it: pip install --force-reinstall etlctl",
+        ) from None
 
 
 # --- the wheelhouse -----------------------------------------------------------------------
