@@ -136,9 +136,11 @@ class Sync:
         path.write_text(json.dumps(document))
         return path
 
-    def start(self, role: str, command: str = "run") -> subprocess.Popen[str]:
+    def start(
+        self, role: str, command: str = "run", env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
         connector_type = self.source_type if role == "extractor" else self.loader_type
-        return start_connector(role, connector_type, command, self.run_file(role))
+        return start_connector(role, connector_type, command, self.run_file(role), env)
 
     def run(self, timeout: float = 120) -> tuple[int, int, list[dict[str, Any]]]:
         """Start the loader, then the extractor; wait; return both exit codes and the events."""
@@ -155,12 +157,16 @@ class Sync:
 
 
 def start_connector(
-    role: str, connector_type: str, command: str, run_file: Path
+    role: str, connector_type: str, command: str, run_file: Path,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
-    env = {**os.environ, "ETLCTL_RUN_FILE": str(run_file), "PYTHONPATH": str(REPO)}
+    """``env``: extra variables (fault injection, see connectors/sdk/loader.py)."""
     return subprocess.Popen(
         [sys.executable, "-m", "connectors", role, connector_type, command],
-        env=env,
+        env={
+            **os.environ, "ETLCTL_RUN_FILE": str(run_file), "PYTHONPATH": str(REPO),
+            **(env or {}),
+        },
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from connector_harness import events_of
 
+from connectors.sdk.loader import CRASH_AFTER_COMMIT_ENV, CRASH_EXIT_CODE
+
 USERS_CSV = (
     "\ufeffid,name,amount,active,joined,updated_at\n"
     '1,"Ada, Countess",1.5,true,2024-01-01,2024-05-01T10:00:00\n'
@@ -163,7 +165,11 @@ def test_backpressure_with_a_tiny_queue(tmp_path, make_sync, rabbitmq):
 
 
 def test_restarted_loader_does_not_duplicate(tmp_path, make_sync):
-    """Kill the loader after some commits; a new loader process of the same run ends right."""
+    """The loader dies after some commits; a new loader process of the same run ends right.
+
+    It dies by fault injection, right after its 3rd commit and before acknowledging it (the
+    worst moment): killing it from here once it had committed enough raced with a loader fast
+    enough to load everything between two looks."""
     source = write_csv(tmp_path / "a.csv", 30000)
     db = tmp_path / "t.db"
     sync = make_sync("csv", {"path": str(source)}, "sqlite", {"path": str(db), "table": "t"},
@@ -174,14 +180,9 @@ def test_restarted_loader_does_not_duplicate(tmp_path, make_sync):
     sync.queues.declare()
     extractor = sync.start("extractor")  # fills the queue first: the loader then dies mid-run
     assert extractor.wait(60) == 0
-    loader = sync.start("loader")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if db.exists() and _committed_seq(db) >= 6:
-            break
-        time.sleep(0.01)
-    loader.kill()
-    loader.wait(10)
+    loader = sync.start("loader", env={CRASH_AFTER_COMMIT_ENV: "3"})
+    assert loader.wait(30) == CRASH_EXIT_CODE, loader.stderr.read()
+    assert _committed_seq(db) == 7  # SCHEMA, then 3 commits of 2 batches; the last unacked
     committed = sqlite_rows(db, "SELECT count(*) FROM t")[0][0]
     assert 0 < committed < 30000
     restarted = sync.start("loader")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,8 @@ from typing import Any
 import pytest
 from connector_harness import events_of
 from pg_support import PgDatabase, pg_database  # noqa: F401  (a fixture)
+
+from connectors.sdk.loader import CRASH_AFTER_COMMIT_ENV, CRASH_EXIT_CODE
 
 T1, T2, T3 = "2024-05-01T00:00:00", "2024-05-02T00:00:00", "2024-05-03T00:00:00"
 
@@ -168,12 +169,10 @@ def test_killed_postgres_loader_then_new_run_ends_exactly_right(
     sync.queues.declare()
     extractor = sync.start("extractor")  # fills the queue first: the loader then dies mid-run
     assert extractor.wait(60) == 0
-    loader = sync.start("loader")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _committed_seq(pg_database, sync.queues.name) < 8:
-        time.sleep(0.01)
-    loader.kill()
-    loader.wait(10)
+    # Dies right after its 4th commit, before acknowledging it (fault injection: killing it
+    # from here once it had committed enough raced with a fast loader).
+    loader = sync.start("loader", env={CRASH_AFTER_COMMIT_ENV: "4"})
+    assert loader.wait(30) == CRASH_EXIT_CODE, loader.stderr.read()
     committed = pg_database.rows("SELECT count(*) FROM crash")[0][0]
     assert 0 < committed < 30000
     events = sync.queues.drain_events()
@@ -193,12 +192,3 @@ def test_killed_postgres_loader_then_new_run_ends_exactly_right(
     assert sync.run(timeout=60)[:2] == (0, 0), sync.loader_log
     assert pg_database.rows("SELECT count(*), count(DISTINCT id) FROM crash") == [(30001, 30000)]
 
-
-def _committed_seq(pg: PgDatabase, connection: str) -> int:
-    try:
-        found = pg.rows(
-            "SELECT max(last_seq) FROM public._etlctl_loads WHERE connection = %s", [connection]
-        )
-    except Exception:  # the table does not exist yet
-        return 0
-    return found[0][0] or 0
