@@ -16,7 +16,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors import __version__
+from connectors import image_tag
 
 ROLES = ("extractor", "loader")
 ALL_MODES = ("full_refresh", "incremental", "dedup")
@@ -35,7 +35,7 @@ class ConnectorInfo:
 
     @property
     def image(self) -> str:
-        return f"etlctl/{self.role}-{self.type}:{__version__}"
+        return f"etlctl/{self.role}-{self.type}:{image_tag()}"
 
     def load(self) -> type:
         """Import the class that implements this connector (and its libraries)."""

@@ -74,6 +74,8 @@ TAG_PATTERN = re.compile(
     rf"(?P<name>{NAME_PATTERN.pattern.strip('^$')})\s*$"
 )
 CRON_LOG_NAME = "cron.log"
+# Docker's tag grammar; also keeps the forwarded value crontab-safe.
+IMAGE_TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # Where to look for `crontab` when it is not on PATH (etlctl itself may run from cron).
 CRONTAB_CANDIDATES = ("/usr/bin/crontab", "/bin/crontab")
 CRONTAB_LOCK_TIMEOUT_SECONDS = 30.0
@@ -315,6 +317,7 @@ def build_command(store_path: Path, connection: str, job: JobEnvironment) -> str
             ("HOME", parts["home"]),
             ("LANG", LOCALE),
             ("LC_ALL", LOCALE),
+            *_forwarded_image_tag(),
         )
     )
     sync = " ".join(
@@ -329,6 +332,21 @@ def build_command(store_path: Path, connection: str, job: JobEnvironment) -> str
         f"umask 077 && {q(job.mkdir_tool)} -p {q(str(log_file.parent))} && "
         f"{q(job.env_tool)} {environment} {sync} >> {q(parts['log'])} 2>&1"
     )
+
+
+def _forwarded_image_tag() -> list[tuple[str, str]]:
+    """The image tag of the installing environment, when it is not the default: a firing must
+    run the images the user built, not another checkout's."""
+    from connectors import IMAGE_TAG_ENV
+
+    tag = os.environ.get(IMAGE_TAG_ENV)
+    if not tag:
+        return []
+    if not IMAGE_TAG_PATTERN.fullmatch(tag):
+        raise ValidationError(
+            f"invalid {IMAGE_TAG_ENV} {tag!r}: a Docker tag is letters, digits, '_', '.' and '-'"
+        )
+    return [(IMAGE_TAG_ENV, tag)]
 
 
 def render_entry(schedule: str, command: str, tag: str) -> str:

@@ -8,8 +8,9 @@ Two layers, both from ``dockerfiles/``:
 * ``etlctl/<role>-<type>:<version>`` (``<role>-<type>.Dockerfile``): the runtime image plus
   labels and the entrypoint ``python3 -m connectors ROLE TYPE``.
 
-``<version>`` is ``connectors.__version__``, the same constant the registry uses to name the
-image a sync runs, so a build always produces what etlctl will look for.
+``<version>`` is ``connectors.image_tag()`` (the version, unless ``$ETLCTL_IMAGE_TAG`` names
+another tag), the same function the registry uses to name the image a sync runs, so a build
+always produces what etlctl will look for.
 
 The wheelhouse is downloaded on the host (containers may have no route to PyPI) by ``pip
 download`` for CPython 3.11 manylinux x86-64, and cached under
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import connectors
-from connectors import __version__
+from connectors import __version__, image_tag
 from connectors.registry import ConnectorInfo, all_connectors
 from etlctl.errors import NotFoundError, ServiceUnavailableError, ValidationError
 
@@ -56,7 +57,7 @@ PIP_DOWNLOAD_TIMEOUT_SECONDS = 900
 
 
 def runtime_image() -> str:
-    return f"etlctl/connector-runtime:{__version__}"
+    return f"etlctl/connector-runtime:{image_tag()}"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import sys
 import jsonschema
 import pytest
 
-from connectors import __version__
+from connectors import image_tag
 from connectors.registry import all_connectors, get_connector, path_fields, secret_fields
 
 CONNECTORS = all_connectors()
@@ -44,7 +44,7 @@ def test_path_fields_match_the_role(info):
 
 @pytest.mark.parametrize("info", CONNECTORS, ids=IDS)
 def test_identity(info):
-    assert info.image == f"etlctl/{info.role}-{info.type}:{__version__}"
+    assert info.image == f"etlctl/{info.role}-{info.type}:{image_tag()}"
     assert set(info.modes) <= {"full_refresh", "incremental", "dedup"}
     assert get_connector(info.role, info.type) is info
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from connectors import __version__
+from connectors import __version__, image_tag
 from connectors.registry import all_connectors
 from etlctl.cli.images import app as images_app
 from etlctl.runtime import images
@@ -52,7 +52,7 @@ def test_spec_prints_the_json_schema_as_an_unknown_uid(connector_images):
     # Containers run with the host user's uid, which has no account inside the image.
     result = subprocess.run(
         ["docker", "run", "--rm", "--user", "54321:54321", "--read-only", "--network", "none",
-         f"etlctl/extractor-csv:{__version__}", "spec"],
+         f"etlctl/extractor-csv:{image_tag()}", "spec"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -84,7 +84,7 @@ def test_images_list_shows_present_images(connector_images):
     result = CliRunner().invoke(images_app, ["list", "--json"])
     assert result.exit_code == 0, result.output
     rows = {row["image"]: row for row in json.loads(result.stdout)}
-    assert rows[f"etlctl/loader-sqlite:{__version__}"]["present"] is True
+    assert rows[f"etlctl/loader-sqlite:{image_tag()}"]["present"] is True
     assert rows[images.runtime_image()]["size"] > 0
 
 

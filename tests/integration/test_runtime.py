@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors import __version__
+from connectors import image_tag
 from etlctl.errors import EtlctlError, ImageMissingError, SyncTimeoutError
 from etlctl.runtime import ConnectorLaunch, Mount, get_runtime
 from etlctl.runtime import local as local_runtime
@@ -207,7 +207,7 @@ def test_stop_kills_a_running_connector(docker_runtime, probe_image, run_id, dir
 
 @pytest.mark.usefixtures("cleanup_docker")
 def test_run_once_returns_spec_output_and_removes_the_container(docker_runtime, run_id, dirs):
-    launch = probe_launch(f"etlctl/extractor-csv:{__version__}", run_id, dirs, sleep=0)
+    launch = probe_launch(f"etlctl/extractor-csv:{image_tag()}", run_id, dirs, sleep=0)
     launch = ConnectorLaunch(**{**launch.__dict__, "command": ("spec",)})
     code, stdout, stderr = docker_runtime.run_once(launch, timeout=60)
     assert code == 0, stderr

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-IN_CI = os.environ.get("CI") == "true"
+
+def ci_requested(value: str | None) -> bool:
+    """CI systems spell "on" many ways (GitHub and GitLab: ``true``; others ``1``, ``True``,
+    ``yes``); a missing service must never hide behind a spelling."""
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+IN_CI = ci_requested(os.environ.get("CI"))
 
 
 def missing_service(what: str, fix: str = "bash scripts/ensure-services.sh") -> None:

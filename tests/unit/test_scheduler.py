@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from connectors import IMAGE_TAG_ENV
 from etlctl import scheduler
 from etlctl.errors import ServiceUnavailableError, ValidationError
 from etlctl.models import Connection, Run, RunStatus
@@ -136,7 +137,8 @@ def test_next_three_runs_in_local_time():
 
 
 # --- the crontab line --------------------------------------------------------------------------
-def test_the_line_runs_this_installation_with_the_store_and_a_log(tmp_path):
+def test_the_line_runs_this_installation_with_the_store_and_a_log(tmp_path, monkeypatch):
+    monkeypatch.delenv(IMAGE_TAG_ENV)  # a user's installation: the images of the version
     store_path = tmp_path / "store.json"
     line = _entry(store_path)
     schedule, command_and_tag = line[: len("*/15 * * * *")], line[len("*/15 * * * * ") :]
@@ -165,6 +167,19 @@ def test_the_line_runs_this_installation_with_the_store_and_a_log(tmp_path):
         log,
         "2>&1",
     ]
+
+
+def test_the_entry_runs_the_image_tag_it_was_installed_with(tmp_path, monkeypatch):
+    monkeypatch.setenv(IMAGE_TAG_ENV, "0.1.0-test-abc")
+    words = shlex.split(_entry(tmp_path / "store.json").split(" # ")[0])
+    assert words[words.index("/usr/bin/env") + 5] == "ETLCTL_IMAGE_TAG=0.1.0-test-abc"
+
+
+@pytest.mark.parametrize("tag", ["a b", "x;id", "-lead", "t\nx", "x" * 129])
+def test_an_image_tag_that_is_not_a_docker_tag_is_refused(tmp_path, monkeypatch, tag):
+    monkeypatch.setenv(IMAGE_TAG_ENV, tag)
+    with pytest.raises(ValidationError, match="invalid ETLCTL_IMAGE_TAG"):
+        _entry(tmp_path / "store.json")
 
 
 def test_the_entry_calls_this_installation_by_absolute_path():
