@@ -21,6 +21,7 @@ The format is documented in docs/manifests.md.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -32,6 +33,7 @@ from typing import IO, Any
 
 from etlctl import catalog, registry, scheduler, yamlio
 from etlctl.errors import ValidationError
+from etlctl.locks import connection_lock
 from etlctl.models import (
     Connection,
     ConnectorObject,
@@ -824,8 +826,13 @@ def apply(
     """
     if dry_run:
         return reconcile(store.read(), manifests, prune=prune, dry_run=True)
-    with store.transaction() as view:
-        return reconcile(view, manifests, prune=prune)
+    with contextlib.ExitStack() as locks, store.transaction() as view:
+        plan = reconcile(view, manifests, prune=prune)
+        for step in plan.steps:
+            if step.action is Action.PRUNE and step.kind == "connection":
+                # Held until the change is written: a sync must not save state for it after.
+                locks.enter_context(connection_lock(store, step.name, refusing="prune"))
+        return plan
 
 
 # --- export --------------------------------------------------------------------------------

@@ -158,12 +158,23 @@ class Connection(_Model):
 
 
 class SyncState(_Model):
-    """What the loader has committed for a connection: the next sync starts from here."""
+    """What the loader has committed for a connection: the next sync starts from here.
+
+    Kept under the connection's name, but it belongs to the connection's id: a state whose
+    ``connection_id`` is not the connection's (a removed connection of the same name) is
+    never used. ``reset_at`` marks a `connection reset`: a checkpoint a target committed
+    for a run that started before it is not taken back (see orchestrator's reconcile).
+    """
 
     connection: str
+    connection_id: str | None = None  # None in stores written before ids were kept here
     state: dict[str, Any] | None = None
     run_id: str | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+    reset_at: datetime | None = None
+
+    def belongs_to(self, connection: Connection) -> bool:
+        return self.connection_id in (None, connection.id)
 
 
 class Run(_Model):

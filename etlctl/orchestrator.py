@@ -21,13 +21,12 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import filelock
 import orjson
 
 from connectors.registry import ConnectorInfo
@@ -41,8 +40,9 @@ from etlctl.errors import (
     SyncTimeoutError,
     ValidationError,
 )
+from etlctl.locks import connection_lock
 from etlctl.models import Connection, ConnectorObject, Run, RunStatus, SyncState, utcnow
-from etlctl.paths import ensure_private_dir, locks_dir, logs_dir
+from etlctl.paths import ensure_private_dir, logs_dir
 from etlctl.runtime import ConnectorLaunch, Mount, Runtime, get_runtime
 from etlctl.store import Store
 
@@ -196,32 +196,6 @@ def _write_private_json(path: Path, document: dict[str, Any]) -> None:
 
 
 # --- locking and leftovers ----------------------------------------------------------------
-@contextlib.contextmanager
-def connection_lock(store: Store, connection: str) -> Iterator[None]:
-    """One sync per connection at a time, across processes; fails at once if taken."""
-    lock = filelock.FileLock(
-        str(ensure_private_dir(locks_dir(store.path)) / f"{connection}.lock"), timeout=0
-    )
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        running = store.read().list_runs(connection, RunStatus.RUNNING)
-        detail = (
-            f" (run {running[0].id}, started {running[0].started_at:%Y-%m-%d %H:%M:%S} UTC, "
-            f"pid {running[0].pid})"
-            if running
-            else ""
-        )
-        raise ConflictError(
-            f"connection {connection!r} is already syncing{detail}",
-            hint="wait for it to finish, or see: etlctl runs list " + connection,
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 def remove_leftovers(store: Store, connection: str, runtime: Runtime, broker: Broker) -> list[str]:
     """With the connection's lock held, anything of a previous run is an orphan."""
     removed = runtime.remove_leftovers(
@@ -315,8 +289,18 @@ class _SyncSession:
             return  # a full refresh starts from scratch every time: nothing to resume from
         self.run.state_after = state
         with self.store.transaction() as view:
+            current = view.find("connection", self.connection.name)
+            if current is None or current.id != self.connection.id:
+                # Removed (or removed and made anew) behind the lock's back: this state
+                # belongs to a connection that no longer exists, never to its namesake.
+                return
             view.save_state(
-                SyncState(connection=self.connection.name, state=state, run_id=self.run.id)
+                SyncState(
+                    connection=self.connection.name,
+                    connection_id=self.connection.id,
+                    state=state,
+                    run_id=self.run.id,
+                )
             )
             view.save_run(self.run)
 
@@ -398,6 +382,8 @@ def run_sync(
     with connection_lock(store, connection.name), Broker.connect(amqp_url) as broker:
         remove_leftovers(store, connection.name, runtime, broker)
         saved = store.read().get_state(connection.name)
+        if saved is not None and not saved.belongs_to(connection):
+            saved = None  # left by a removed connection of the same name
         state = saved.state if saved and connection.mode.value != "full_refresh" else None
         run = _record_new_run(store, connection, runtime.name, options.trigger, state)
         for role_mounts in mounts.values():

@@ -13,6 +13,7 @@ import pydantic
 
 from etlctl import catalog, scheduler
 from etlctl.errors import ConflictError, ValidationError
+from etlctl.locks import connection_lock
 from etlctl.models import (
     Connection,
     ConnectorObject,
@@ -277,7 +278,9 @@ def update_connection(store: Store, name: str, changes: dict[str, Any]) -> Conne
 
 
 def remove_connection(store: Store, name: str) -> Connection:
-    with store.transaction() as view:
+    """Remove a connection and its state; refused (exit 4) while it syncs."""
+    store.read().get("connection", name)  # not found before "syncing"
+    with connection_lock(store, name, refusing="remove"), store.transaction() as view:
         connection = view.get("connection", name)
         view.delete("connection", name)
         view.clear_state(name)
@@ -285,9 +288,18 @@ def remove_connection(store: Store, name: str) -> Connection:
 
 
 def reset_connection(store: Store, name: str) -> SyncState | None:
-    """Forget the saved state: the next sync starts over. Returns what was cleared."""
-    with store.transaction() as view:
-        view.get("connection", name)
+    """Forget the saved state: the next sync starts over. Returns what was cleared.
+
+    Refused (exit 4) while the connection syncs: the sync would save its cursor over the
+    reset. The reset is remembered (``reset_at``), so that a checkpoint a target committed
+    before it is never taken back as the connection's state.
+    """
+    store.read().get("connection", name)
+    with connection_lock(store, name, refusing="reset"), store.transaction() as view:
+        connection = view.get("connection", name)
         previous = view.get_state(name)
-        view.clear_state(name)
+        now = utcnow()
+        view.save_state(
+            SyncState(connection=name, connection_id=connection.id, updated_at=now, reset_at=now)
+        )
     return previous

@@ -231,7 +231,7 @@ def update(
 
 @app.command(
     "remove",
-    help="Remove a connection and its saved state (its run history stays).\n\nExamples:\n\n  etlctl connection remove users-to-wh",
+    help="Remove a connection and its saved state (its run history stays). Refused (exit 4) while it syncs.\n\nExamples:\n\n  etlctl connection remove users-to-wh",
 )
 def remove(
     ctx: typer.Context,
@@ -246,7 +246,7 @@ def remove(
 
 @app.command(
     "reset",
-    help="Forget a connection's saved state: the next sync starts from scratch.\n\nExamples:\n\n  etlctl connection reset users-to-wh",
+    help="Forget a connection's saved state: the next sync starts from scratch. Refused (exit 4) while it syncs.\n\nExamples:\n\n  etlctl connection reset users-to-wh",
 )
 def reset(
     ctx: typer.Context, name: str = typer.Argument(..., help="Name of the connection.")

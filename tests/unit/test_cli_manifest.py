@@ -152,6 +152,15 @@ def test_prune_removes_only_what_manifests_made(cli, manifests, store_path, tmp_
     pruned = {(step["kind"], step["name"]) for step in plan["steps"] if step["action"] == "prune"}
     assert pruned == {("Connection", "users-to-warehouse"), ("Loader", "warehouse")}
 
+    from etlctl.locks import connection_lock
+    from etlctl.store import Store
+
+    before = store_path.read_bytes()
+    with connection_lock(Store(store_path), "users-to-warehouse"):  # a sync of it is running
+        refused = cli("apply", "-f", str(manifests), "--prune", code=4)
+    assert "cannot prune connection 'users-to-warehouse' while it is syncing" in refused.stderr
+    assert store_path.read_bytes() == before
+
     result = cli("apply", "-f", str(manifests), "--prune")
     assert "Connection users-to-warehouse pruned" in result.stdout
     assert set(_docs(store_path)) == {"source/users", "source/by-hand"}

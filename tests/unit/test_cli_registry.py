@@ -273,7 +273,28 @@ def test_reset_clears_state(cli, tmp_path, store_path):
     shown = json.loads(cli("connection", "show", "users-to-wh", "--json").stdout)
     assert shown["state"]["state"] == {"cursor": "2024-01-01"}
     assert "2024-01-01" in cli("connection", "reset", "users-to-wh").stdout
-    assert Store(store_path).read().get_state("users-to-wh") is None
+    after = Store(store_path).read().get_state("users-to-wh")
+    assert after.state is None and after.reset_at is not None  # remembered, not just dropped
+
+
+def test_remove_reset_and_prune_of_a_syncing_connection_are_refused(cli, tmp_path, store_path):
+    from etlctl.locks import connection_lock
+    from etlctl.models import SyncState
+
+    _registered(cli, tmp_path)
+    with Store(store_path).transaction() as view:
+        view.save_state(SyncState(connection="users-to-wh", state={"cursor": 7}))
+    before = store_path.read_bytes()
+    with connection_lock(Store(store_path), "users-to-wh"):  # what a running sync holds
+        removed = cli("connection", "remove", "users-to-wh", code=4)
+        reset = cli("connection", "reset", "users-to-wh", code=4)
+    assert "cannot remove connection 'users-to-wh' while it is syncing" in removed.stderr
+    assert "cannot reset connection 'users-to-wh' while it is syncing" in reset.stderr
+    assert store_path.read_bytes() == before
+    # Not syncing: both work again.
+    cli("connection", "reset", "users-to-wh")
+    cli("connection", "remove", "users-to-wh")
+    assert Store(store_path).read().find("connection", "users-to-wh") is None
 
 
 def test_relative_paths_are_stored_absolute(cli, tmp_path, monkeypatch):
