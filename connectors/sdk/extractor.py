@@ -24,6 +24,7 @@ import orjson
 
 from connectors.sdk.context import RunContext
 from connectors.sdk.errors import ConfigError, ConnectorError, Position, RecordError
+from connectors.sdk.faults import Faults
 from connectors.sdk.protocol import (
     CHECKPOINT,
     END,
@@ -351,7 +352,8 @@ class RecordStream:
         if self.schema is None:
             self.declare([])  # an empty source still tells the loader its (empty) schema
         self._require_cursor_column()
-        self._send(END, {"records": self.records_sent, "state": self.state()})
+        announced = self.records_sent + (1 if Faults().reached("end_count") else 0)
+        self._send(END, {"records": announced, "state": self.state()})
 
     def _send(self, message_type: str, payload: dict[str, Any]) -> None:
         self._send_body(message_type, orjson.dumps(payload, default=_json_default))

@@ -11,7 +11,6 @@ gets exactly-once: redelivered messages it already committed are acknowledged an
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,25 +20,15 @@ import orjson
 
 from connectors.sdk.context import RunContext
 from connectors.sdk.errors import ConfigError, ProtocolError, RecordError
+from connectors.sdk.faults import CRASH_AFTER_COMMIT_ENV, CRASH_EXIT_CODE, Faults
 from connectors.sdk.protocol import CHECKPOINT, END, RECORDS, SCHEMA, Column, Schema
 from connectors.sdk.rejects import Rejects
 
 log = logging.getLogger("connectors.loader")
+__all__ = ["CRASH_AFTER_COMMIT_ENV", "CRASH_EXIT_CODE", "LoadEngine", "LoadMark", "Loader"]
 
 PROGRESS_INTERVAL_SECONDS = 1.0
 IDLE_SECONDS = 1.0
-# Fault injection for tests/reliability only (docs/reliability.md): when this variable is set
-# to N, the process ends abruptly (as if SIGKILLed) right after its N-th commit and before
-# acknowledging what it committed: the window in which a redelivery would duplicate rows.
-# It is read from the environment, which the docker runtime never passes on (a container
-# gets ETLCTL_RUN_FILE only), so it can only act in the local runtime or a test harness.
-CRASH_AFTER_COMMIT_ENV = "ETLCTL_TEST_CRASH_AFTER_COMMIT"
-CRASH_EXIT_CODE = 137  # what a SIGKILLed container reports
-
-
-def _crash_after_commit() -> int | None:
-    value = os.environ.get(CRASH_AFTER_COMMIT_ENV)
-    return int(value) if value and value.isdigit() and int(value) > 0 else None
 
 
 class BatchRejects:
@@ -164,8 +153,7 @@ class LoadEngine:
         self._uncommitted_batches = 0
         self._dirty = False
         self._last_progress = time.monotonic()
-        self._commits = 0
-        self._crash_after = _crash_after_commit()
+        self._faults = Faults()
 
     @property
     def prefetch(self) -> int:
@@ -220,8 +208,7 @@ class LoadEngine:
         elif delivery.type == SCHEMA:
             self._on_schema(Schema.from_json(body))
         elif delivery.type == CHECKPOINT:
-            self._commit()
-            self._checkpoint_committed(body.get("state"))
+            self._commit(body.get("state"))
         elif delivery.type == END:
             self._on_end(body)
             return True
@@ -263,29 +250,30 @@ class LoadEngine:
     def _mark(self) -> LoadMark:
         return LoadMark(seq=self._last_seq, records=self.received)
 
-    def _commit(self) -> None:
+    def _commit(self, state: Any = None) -> None:
+        """Commit, then report the checkpoint ``state`` (if any), then acknowledge: in this
+        order only, so that nothing acknowledged or reported is uncommitted."""
         mark = self._mark()
+        self._faults.crash("before_commit")
         self.loader.commit(mark)
-        self._acknowledge(mark)
+        self._committed_through(mark, state)
 
-    def _acknowledge(self, mark: LoadMark) -> None:
-        self._commits += 1
-        if self._crash_after is not None and self._commits >= self._crash_after:
-            log.error("fault injection: exiting after commit %d, before its ack", self._commits)
-            logging.shutdown()
-            os._exit(CRASH_EXIT_CODE)  # no cleanup, no ack, no event: like SIGKILL
+    def _committed_through(self, mark: LoadMark, state: Any) -> None:
+        self._faults.crash("after_commit")
         self._committed = mark
         self._uncommitted_batches = 0
         self._dirty = False
+        if self._checkpoint_committed(state):
+            self._faults.crash("after_report")
         if self._last_tag is not None:
             self.source.ack(self._last_tag)
             self._last_tag = None
 
-    def _checkpoint_committed(self, state: Any) -> None:
-        if state is not None:
-            self.events.publish_event(
-                "checkpoint_committed", state=state, records_loaded=self.loaded
-            )
+    def _checkpoint_committed(self, state: Any) -> bool:
+        if state is None:
+            return False
+        self.events.publish_event("checkpoint_committed", state=state, records_loaded=self.loaded)
+        return True
 
     def _on_end(self, body: dict[str, Any]) -> None:
         expected = int(body.get("records", -1))
@@ -298,9 +286,11 @@ class LoadEngine:
             self.loader.schema = Schema("", [])
             self.loader.resume([])
         mark = self._mark()
+        self._faults.crash("before_finish")
         self.loader.finish(mark)
-        self._acknowledge(mark)
-        self._checkpoint_committed(body.get("state"))
+        self._committed_through(mark, body.get("state"))
+        if self._faults.reached("exit_without_done"):
+            self._faults.exit("exit_without_done", 0)
         self._done()
 
     def _done(self) -> None:

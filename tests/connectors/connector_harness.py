@@ -103,6 +103,9 @@ class Sync:
         default_factory=lambda: {"max_records": 2000, "max_bytes": 1048576, "commit_every": 16}
     )
     rejects_path: str | None = None
+    # The loader's own batch settings when they must differ from the extractor's (a loader
+    # that commits only at checkpoints: a large commit_every).
+    loader_batch: dict[str, int] | None = None
 
     def run_file(self, role: str) -> Path:
         connector_type, config = (
@@ -129,7 +132,7 @@ class Sync:
                 "data_queue": self.queues.data,
                 "events_queue": self.queues.events,
             },
-            "batch": self.batch,
+            "batch": self.loader_batch if role == "loader" and self.loader_batch else self.batch,
             "rejects_path": self.rejects_path,
         }
         path = self.tmp / f"{self.run_id}-{role}.json"

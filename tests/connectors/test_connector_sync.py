@@ -60,30 +60,39 @@ def test_csv_to_sqlite_full_refresh_keeps_types(tmp_path, make_sync):
 def test_full_refresh_replaces_and_failed_sync_leaves_target_whole(tmp_path, make_sync):
     db = tmp_path / "target.db"
     source = write_csv(tmp_path / "a.csv", 50)
-    sync = make_sync("csv", {"path": str(source)}, "sqlite", {"path": str(db), "table": "t"})
+    sync = make_sync("csv", {"path": str(source)}, "sqlite", {"path": str(db), "table": "t"},
+                     batch={"max_records": 100, "max_bytes": 1048576, "commit_every": 2})
     assert sync.run()[:2] == (0, 0)
     write_csv(source, 30, start=100)
     sync.start_new_run()
     assert sync.run()[:2] == (0, 0)
     assert sqlite_rows(db, "SELECT min(id), max(id), count(*) FROM t") == [(100, 129, 30)]
-    # A malformed row half-way: the extractor fails, the previous table stays as it was.
+    # A malformed row half-way: the extractor fails after the loader committed part of the
+    # new load (into its staging table); the previous table stays as it was.
     lines = write_csv(source, 5000, start=1).read_text().splitlines()
     lines[4000] = "oops,not,an,integer,too,many"
     source.write_text("\n".join(lines) + "\n")
     sync.start_new_run()
-    extractor, _loader_code, events = _run_with_failing_extractor(sync)
+    extractor, _loader_code, events = _run_with_failing_extractor(sync, db)
     assert extractor == 1
     error = events_of(events, "error", "extractor")[0]
     assert error["position"]["file"] == str(source)
     assert error["position"]["line"] == 4001
     assert sqlite_rows(db, "SELECT min(id), max(id), count(*) FROM t") == [(100, 129, 30)]
+    staged = sqlite_rows(db, "SELECT count(*) FROM _etlctl_staging_t")[0][0]
+    assert 0 < staged <= 4000  # committed, but only in the staging table
 
 
-def _run_with_failing_extractor(sync):
+def _run_with_failing_extractor(sync, db: Path):
+    """The extractor fails; the loader, waiting for an END that never comes, is stopped (as
+    etlctl stops it) once it has committed something of this run."""
     loader = sync.start("loader")
     extractor = sync.start("extractor")
     code = extractor.wait(60)
-    time.sleep(1.5)  # the loader waits for an END that never comes: etlctl stops it
+    deadline = time.monotonic() + 60
+    while _committed_seq(db, sync.run_id) == 0:
+        assert time.monotonic() < deadline, "the loader committed nothing of the failing run"
+        time.sleep(0.05)
     loader.kill()
     loader.wait(10)
     return code, loader.returncode, sync.queues.drain_events()
@@ -191,9 +200,12 @@ def test_restarted_loader_does_not_duplicate(tmp_path, make_sync):
     assert events_of(sync.queues.drain_events(), "done", "loader")
 
 
-def _committed_seq(db: Path) -> int:
+def _committed_seq(db: Path, run_id: str | None = None) -> int:
     try:
-        rows = sqlite_rows(db, "SELECT max(last_seq) FROM _etlctl_loads")
+        rows = sqlite_rows(
+            db, "SELECT max(last_seq) FROM _etlctl_loads"
+            + ("" if run_id is None else f" WHERE run_id = '{run_id}'")
+        )
     except sqlite3.Error:
         return 0
     return rows[0][0] or 0

@@ -95,16 +95,24 @@ def test_a_malformed_row_fails_the_run_and_leaves_the_target_whole(etl, tmp_path
     target = tmp_path / "out" / "wh.db"
     source_file = _register_csv_to(etl, tmp_path, "bad", "sqlite", 100, target)
     etl("sync", "bad")
+    # The bad row comes after 20,000 good ones in batches of 100: the data queue holds at
+    # most 64 messages, so the loader has committed most of them (into the staging table)
+    # by the time the extractor reaches it. The target must not show any of them.
+    write_users_csv(source_file, 20_000, start=1001)
     with source_file.open("a") as handle:
         handle.write('101,2024-05-02T00:00:00,"unterminated,1.0,true,x\n')
         handle.write("not-an-int,2024,x,y,z,w,extra,columns\n")
-    result = etl("sync", "bad", code=1)
+    result = etl("sync", "bad", "--batch-size", "100", code=1)
     assert "failed" in result.stderr
     run = etl.store.read().list_runs("bad")[0]
     assert run.status.value == "failed"
     assert run.error and ("line" in run.error or "row" in run.error)
     db = sqlite3.connect(target)
-    assert db.execute("SELECT count(*) FROM users").fetchone() == (100,)
+    assert db.execute("SELECT count(*), min(id), max(id) FROM users").fetchone() == (100, 1, 100)
+    committed = db.execute(
+        "SELECT records FROM _etlctl_loads WHERE run_id = ?", (run.id,)
+    ).fetchone()
+    assert committed is not None and committed[0] >= 10_000, committed
     assert leftover_containers("bad") == [] and leftover_queues("bad") == []
 
 
