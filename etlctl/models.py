@@ -177,6 +177,18 @@ class SyncState(_Model):
         return self.connection_id in (None, connection.id)
 
 
+class RunTiming(_Model):
+    """Where a run's time went: throughput samples and how busy each side was."""
+
+    # [seconds since the start, records extracted, records loaded], oldest first
+    timeline: list[list[float]] = Field(default_factory=list)
+    extractor_busy_seconds: float | None = None
+    extractor_wait_seconds: float | None = None  # waiting for the broker: a full data queue
+    loader_busy_seconds: float | None = None
+    loader_wait_seconds: float | None = None  # waiting for data from the extractor
+    queue_full: int | None = None  # publishes the full data queue refused (backpressure)
+
+
 class Run(_Model):
     id: str = Field(default_factory=new_run_id)
     connection: str
@@ -196,6 +208,7 @@ class Run(_Model):
     rejects_path: str | None = None
     pid: int | None = None
     host: str | None = None
+    timing: RunTiming | None = None
 
     @property
     def duration_seconds(self) -> float | None:

@@ -43,6 +43,7 @@ from etlctl.errors import (
 from etlctl.locks import connection_lock
 from etlctl.models import Connection, ConnectorObject, Run, RunStatus, SyncState, utcnow
 from etlctl.paths import ensure_private_dir, logs_dir
+from etlctl.progress import Estimate, SyncProgress
 from etlctl.runtime import ConnectorLaunch, Mount, Runtime, get_runtime
 from etlctl.store import Store
 
@@ -72,16 +73,6 @@ class SyncOptions:
     batch_records: int = 2000
     batch_bytes: int = 1024 * 1024
     commit_every: int = 16
-
-
-@dataclass
-class SyncProgress:
-    """What a progress display shows; updated as events arrive."""
-
-    run: Run
-    extractor_done: bool = False
-    loader_done: bool = False
-    messages: list[str] = field(default_factory=list)
 
 
 ProgressCallback = Callable[[SyncProgress], None]
@@ -256,8 +247,12 @@ class _SyncSession:
             if role == "extractor":
                 self.run.records_extracted = int(event.get("records", 0))
                 self.run.bytes = int(event.get("bytes", 0))
+                self.progress.estimate = (
+                    Estimate.from_event(event.get("estimate")) or self.progress.estimate
+                )
             elif role == "loader":
                 self.run.records_loaded = max(self.run.records_loaded, int(event.get("records", 0)))
+            self.progress.counts_changed()
         elif kind == "checkpoint_committed":
             self._save_checkpoint(event)
         elif kind == "rejected":
@@ -274,8 +269,20 @@ class _SyncSession:
                 self.run.records_loaded = int(event.get("records", self.run.records_loaded))
                 self.progress.loader_done = True
             self._count_skipped(role, int(event.get("skipped", 0)))
+            self._note_timing(role, event)
+            self.progress.counts_changed(force=True)
         if self.on_progress:
             self.on_progress(self.progress)
+
+    def _note_timing(self, role: str, event: dict[str, Any]) -> None:
+        """Where a connector's time went, from its done event (optional fields)."""
+        for name in ("busy_seconds", "wait_seconds"):
+            value = event.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                self.progress.timing[f"{role}_{name}"] = float(value)
+        queue_full = event.get("queue_full")
+        if role == "extractor" and isinstance(queue_full, int) and queue_full >= 0:
+            self.progress.timing["queue_full"] = queue_full
 
     def _count_skipped(self, role: str, running_total: int) -> None:
         """Each connector counts its own rejects; the run shows their sum."""
@@ -423,6 +430,7 @@ def run_sync(
                 _cleanup(session, broker, queues)
             finally:
                 shutil.rmtree(work_dir, ignore_errors=True)
+                run.timing = session.progress.run_timing()
                 run.ended_at = utcnow()
                 if run.status is RunStatus.RUNNING:
                     run.status = RunStatus.FAILED

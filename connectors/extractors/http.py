@@ -28,7 +28,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
-from connectors.sdk import ConfigError, ConnectorError, Extractor, RecordStream
+from connectors.sdk import ConfigError, ConnectorError, Extractor, ReadProgress, RecordStream
 
 log = logging.getLogger("connectors.http")
 
@@ -36,6 +36,8 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504}) | frozenset(range(520, 530
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
 MAX_RETRY_AFTER_SECONDS = 300.0  # a server asking for longer than this is treated as down
+# The record count many APIs put in a header; ``total_path`` names one in the body instead.
+TOTAL_COUNT_HEADER = "X-Total-Count"
 
 
 def without_query(url: str) -> str:
@@ -97,6 +99,8 @@ class HttpExtractor(Extractor):
         super().__init__(config, context)
         self.pagination: dict[str, Any] = {"type": "none", **(config.get("pagination") or {})}
         self.page_number = 0
+        self.records_read = 0
+        self.records_expected: int | None = None  # the total the API reports, if any
         self.session = requests.Session()
         self.session.headers.update(config.get("headers") or {})
         self.session.headers.setdefault("Accept", "application/json")
@@ -113,12 +117,21 @@ class HttpExtractor(Extractor):
     def position(self) -> dict[str, Any] | None:
         return {"page": self.page_number} if self.page_number else None
 
+    def progress(self) -> ReadProgress | None:
+        if self.records_expected is None:
+            return None
+        total = max(self.records_expected, self.records_read)
+        return ReadProgress(done=self.records_read, total=total, unit="records")
+
     def close(self) -> None:
         self.session.close()
 
     # --- reading ---------------------------------------------------------------------------
     def read(self, out: RecordStream) -> None:
         for page in self._pages():
+            if page.number == 1:
+                self.records_expected = self._reported_total(page)
+            self.records_read += len(page.records)
             for index, record in enumerate(page.records):
                 if isinstance(record, dict):
                     out.write_record(record)
@@ -128,6 +141,17 @@ class HttpExtractor(Extractor):
                         {"page": page.number, "record": index + 1},
                         raw=record,
                     )
+
+    def _reported_total(self, page: Page) -> int | None:
+        """The record count the API gives on its first page (``total_path`` in the body, or
+        the X-Total-Count header), for the percentage shown; None when it gives none."""
+        path = self.config.get("total_path")
+        value = dig(page.body, path) if path else page.response.headers.get(TOTAL_COUNT_HEADER)
+        try:
+            total = int(value) if value is not None and not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            return None
+        return total if total is not None and total >= 0 else None
 
     def _pages(self) -> Iterator[Page]:
         style = self.pagination["type"]

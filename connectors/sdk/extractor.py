@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import orjson
@@ -45,6 +46,20 @@ PROGRESS_INTERVAL_SECONDS = 1.0
 INFERENCE_SAMPLE = 1000  # dict records buffered to infer the schema before the first batch
 # Fill batches to 90% of max_bytes, so that rows a little larger than the average still fit.
 BYTES_HEADROOM = 0.9
+
+
+@dataclass(frozen=True)
+class ReadProgress:
+    """How far an extractor has read of all there is to read, when it can tell cheaply:
+    files by bytes, SQL sources by rows (an estimate), APIs by the total they report.
+    Sent in progress events as ``estimate`` (docs/connector-protocol.md)."""
+
+    done: int
+    total: int
+    unit: str = "bytes"  # "bytes" or "records"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"unit": self.unit, "done": self.done, "total": self.total}
 
 
 class Publisher(Protocol):
@@ -87,6 +102,11 @@ class Extractor:
         """Where the extractor is (``{"file": ..., "line": ...}``), for error events."""
         return None
 
+    def progress(self) -> ReadProgress | None:
+        """How far the read is of its total; None when the total is not known (the user
+        then sees counters without a percentage)."""
+        return None
+
     def close(self) -> None:
         """Release files and connections; called whatever happened."""
 
@@ -102,9 +122,11 @@ class RecordStream:
         filters_by_cursor: bool,
         sorted_by_cursor: bool,
         position: Callable[[], Position | None] = lambda: None,
+        progress: Callable[[], ReadProgress | None] = lambda: None,
     ) -> None:
         self.publisher = publisher
         self.position = position
+        self.read_progress = progress
         self.context = context
         self.stream = stream
         self.schema: Schema | None = None  # what is sent: the columns after the transform
@@ -120,7 +142,7 @@ class RecordStream:
         self._pending: list[Any] = []
         self._target_rows = context.batch.max_records
         self._batches_since_checkpoint = 0
-        self._last_progress = time.monotonic()
+        self._last_progress = -PROGRESS_INTERVAL_SECONDS  # the first batch reports at once
         # Dict path: a sample buffered until the schema is inferred.
         self._sample: list[dict[str, Any]] | None = []
         self._index: dict[str, int] = {}
@@ -321,9 +343,15 @@ class RecordStream:
         now = time.monotonic()
         if now - self._last_progress >= PROGRESS_INTERVAL_SECONDS:
             self._last_progress = now
-            self.publisher.publish_event(
-                "progress", essential=False, records=self.records_sent, bytes=self.bytes_sent
-            )
+            self.report_progress()
+
+    def report_progress(self) -> None:
+        """A progress event: records and bytes sent, and the read estimate when known."""
+        fields: dict[str, Any] = {"records": self.records_sent, "bytes": self.bytes_sent}
+        estimate = self.read_progress()
+        if estimate is not None:
+            fields["estimate"] = estimate.to_json()
+        self.publisher.publish_event("progress", essential=False, **fields)
 
     def state(self) -> dict[str, Any] | None:
         if self._cursor_field is None:

@@ -154,6 +154,10 @@ class LoadEngine:
         self._dirty = False
         self._last_progress = time.monotonic()
         self._faults = Faults()
+        # Where the time went: writing and committing, or waiting for the extractor's data.
+        self._started = time.monotonic()
+        self._handling_since: float | None = None
+        self.busy_seconds = 0.0
 
     @property
     def prefetch(self) -> int:
@@ -173,11 +177,16 @@ class LoadEngine:
         self.received = self._committed.records
         if self._committed.seq:
             log.info("resuming run after message %d", self._committed.seq)
+        self._started = time.monotonic()
         for delivery in self.source.deliveries(self.prefetch):
             if delivery is None:
                 self._report_progress(force=True)
                 continue
-            if self._handle(delivery):
+            self._handling_since = time.monotonic()
+            over = self._handle(delivery)
+            self.busy_seconds += time.monotonic() - self._handling_since
+            self._handling_since = None
+            if over:
                 return
 
     def _handle(self, delivery: Any) -> bool:
@@ -294,8 +303,18 @@ class LoadEngine:
         self._done()
 
     def _done(self) -> None:
+        now = time.monotonic()
+        elapsed = now - self._started
+        # _done runs while the END message is handled: count that message's work too.
+        handling = now - self._handling_since if self._handling_since is not None else 0.0
+        busy = min(self.busy_seconds + handling, elapsed)
         self.events.publish_event(
-            "done", records=self.loaded, bytes=self.bytes, skipped=self.skipped
+            "done",
+            records=self.loaded,
+            bytes=self.bytes,
+            skipped=self.skipped,
+            busy_seconds=round(busy, 3),
+            wait_seconds=round(elapsed - busy, 3),
         )
 
     @property

@@ -10,7 +10,8 @@ import typer
 
 from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, stdout, when
 from etlctl.errors import NotFoundError
-from etlctl.models import Run, RunStatus
+from etlctl.models import Run, RunStatus, RunTiming
+from etlctl.progress import throughput
 
 app = typer.Typer(
     help="Inspect sync runs: status, counts, duration, errors, logs.", no_args_is_help=True
@@ -18,6 +19,7 @@ app = typer.Typer(
 
 LOG_TAIL_LINES = 20
 ERROR_COLUMN_CHARS = 80
+SPARK_LEVELS = "▁▂▃▄▅▆▇█"
 
 
 def _short(text: str | None, limit: int) -> str:
@@ -31,6 +33,53 @@ def run_summary(run: Run) -> dict[str, Any]:
     doc["duration_seconds"] = run.duration_seconds
     doc["rows_per_second"] = run.rows_per_second
     return doc
+
+
+def throughput_chart(timing: RunTiming | None) -> str | None:
+    """Rows loaded per second over the run as a one-line bar chart, with its peak."""
+    rates = throughput(timing.timeline) if timing else []
+    if len(rates) < 2:
+        return None
+    peak = max(rates)
+    if peak <= 0:
+        return None
+    top = len(SPARK_LEVELS) - 1
+    bars = "".join(SPARK_LEVELS[round(rate / peak * top)] for rate in rates)
+    span = timing.timeline[-1][0] if timing else 0
+    return f"{bars}  (0 to {span:,.1f}s; peak {peak:,.0f} rows/s)"
+
+
+def _side_time(busy: float | None, wait: float | None, waiting_for: str) -> str | None:
+    if busy is None or wait is None:
+        return None
+    total = busy + wait
+    share = f" ({busy / total:.0%})" if total > 0 else ""
+    return f"busy {busy:,.1f}s{share}, waiting {wait:,.1f}s for {waiting_for}"
+
+
+def time_went(timing: RunTiming | None) -> list[tuple[str, str | None]]:
+    """`runs show` lines: how busy each side was, and how often the data queue was full."""
+    if timing is None:
+        return []
+    queue_full = timing.queue_full
+    return [
+        (
+            "extractor",
+            _side_time(
+                timing.extractor_busy_seconds, timing.extractor_wait_seconds, "the queue"
+            ),
+        ),
+        (
+            "loader",
+            _side_time(timing.loader_busy_seconds, timing.loader_wait_seconds, "data"),
+        ),
+        (
+            "queue full",
+            None if queue_full is None else f"{queue_full:,} times (the loader was slower)"
+            if queue_full
+            else "never",
+        ),
+    ]
 
 
 def tail(path: str | None, lines: int) -> list[str]:
@@ -88,7 +137,7 @@ def list_(
 
 @app.command(
     "show",
-    help="Show one run: status, counts, duration, rows/s, error, the tail of its log.\n\nExamples:\n\n  etlctl runs show run_20240501T101500Z_ab12cd\n\n  etlctl runs show run_20240501T101500Z_ab12cd --json",
+    help="Show one run: status, counts, duration, rows/s, throughput over time, where the time went, error, the tail of its log.\n\nExamples:\n\n  etlctl runs show run_20240501T101500Z_ab12cd\n\n  etlctl runs show run_20240501T101500Z_ab12cd --json",
 )
 def show(
     ctx: typer.Context,
@@ -119,6 +168,8 @@ def show(
             ("skipped", f"{run.records_skipped:,}"),
             ("bytes", f"{run.bytes:,}"),
             ("rows/s", f"{rate:,.0f}" if rate else None),
+            ("throughput", throughput_chart(run.timing)),
+            *time_went(run.timing),
             ("state before", run.state_before),
             ("state after", run.state_after),
             ("error", run.error),
