@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -34,11 +33,25 @@ from etlctl import catalog
 from etlctl.broker import Broker, ConnectionQueues, redact_url, resolve_amqp_url
 from etlctl.errors import (
     CancelledError,
-    ConflictError,
     EtlctlError,
     SyncFailedError,
     SyncTimeoutError,
     ValidationError,
+)
+from etlctl.leftovers import (
+    CHECK_LABEL,
+    CONNECTION_LABEL,
+    MANAGED_LABEL,
+    PID_LABEL,
+    ROLE_LABEL,
+    RUN_LABEL,
+    STORE_LABEL,
+    log_section,
+    new_check_files_dir,
+    new_run_files_dir,
+    remove_leftovers,
+    sweep_run_files,
+    write_run_log,
 )
 from etlctl.locks import connection_lock
 from etlctl.models import Connection, ConnectorObject, Run, RunStatus, SyncState, utcnow
@@ -57,10 +70,9 @@ CONTAINER_POLL_SECONDS = 0.1
 EXIT_POLL_SECONDS = 0.02
 # After the loader ends, how long the extractor may take to finish on its own.
 PEER_GRACE_SECONDS = 30.0
-MANAGED_LABEL = "io.etlctl.managed"
-CONNECTION_LABEL = "io.etlctl.connection"
-STORE_LABEL = "io.etlctl.store"
-RUN_LABEL = "io.etlctl.run"
+# The signals that cancel a sync like Ctrl-C: a closed terminal or a dropped ssh session
+# (SIGHUP) must clean up as surely as `kill` (SIGTERM).
+CANCELLING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -79,7 +91,11 @@ ProgressCallback = Callable[[SyncProgress], None]
 
 
 class _Terminated(BaseException):
-    """SIGTERM, turned into an exception so that cleanup runs as for Ctrl-C."""
+    """SIGTERM or SIGHUP, turned into an exception so that cleanup runs as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signal_name = signal.Signals(signum).name
 
 
 # --- preparing a run ----------------------------------------------------------------------
@@ -184,26 +200,6 @@ def _write_private_json(path: Path, document: dict[str, Any]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(orjson.dumps(document))
-
-
-# --- locking and leftovers ----------------------------------------------------------------
-def remove_leftovers(store: Store, connection: str, runtime: Runtime, broker: Broker) -> list[str]:
-    """With the connection's lock held, anything of a previous run is an orphan."""
-    removed = runtime.remove_leftovers(
-        {MANAGED_LABEL: "true", STORE_LABEL: store.id, CONNECTION_LABEL: connection}
-    )
-    removed += broker.delete_queues(ConnectionQueues.for_connection(connection, store.id).names)
-    with store.transaction() as view:
-        for run in view.list_runs(connection, RunStatus.RUNNING):
-            run.status = RunStatus.FAILED
-            run.ended_at = utcnow()
-            run.error = (
-                f"the etlctl process (pid {run.pid}) ended without finishing this run; "
-                "its containers and queues were removed later"
-            )
-            view.save_run(run)
-            removed.append(run.id)
-    return removed
 
 
 # --- the sync -----------------------------------------------------------------------------
@@ -339,16 +335,22 @@ def _describe_error_event(event: dict[str, Any]) -> str:
     return f"{event.get('role', 'connector')}: {event.get('message', 'failed')}{where}"
 
 
-def _install_sigterm_handler() -> Callable[[], None]:
-    """SIGTERM cancels like Ctrl-C; returns a function that restores the old handler."""
+def _install_signal_handlers() -> Callable[[], None]:
+    """SIGTERM and SIGHUP cancel like Ctrl-C; returns a function that restores the old
+    handlers."""
     if not _in_main_thread():
         return lambda: None
 
     def handler(signum: int, frame: Any) -> None:
-        raise _Terminated()
+        raise _Terminated(signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    previous = {signum: signal.signal(signum, handler) for signum in CANCELLING_SIGNALS}
+
+    def restore() -> None:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+    return restore
 
 
 def _in_main_thread() -> bool:
@@ -388,6 +390,7 @@ def run_sync(
     # the broker's state.
     with connection_lock(store, connection.name), Broker.connect(amqp_url) as broker:
         remove_leftovers(store, connection.name, runtime, broker)
+        sweep_run_files(store)
         saved = store.read().get_state(connection.name)
         if saved is not None and not saved.belongs_to(connection):
             saved = None  # left by a removed connection of the same name
@@ -400,8 +403,8 @@ def run_sync(
         session = _SyncSession(
             store, connection, run, runtime, broker, queues, options, on_progress
         )
-        restore_sigterm = _install_sigterm_handler()
-        work_dir = Path(tempfile.mkdtemp(prefix=f"etlctl-{connection.name}-"))
+        restore_signals = _install_signal_handlers()
+        work_dir = new_run_files_dir(store, run.id)
         try:
             broker.declare(queues)
             launches = []
@@ -418,14 +421,14 @@ def run_sync(
         except KeyboardInterrupt:
             run.status = RunStatus.CANCELLED
             run.error = "cancelled by Ctrl-C"
-        except _Terminated:
+        except _Terminated as signalled:
             run.status = RunStatus.CANCELLED
-            run.error = "cancelled by SIGTERM"
+            run.error = f"cancelled by {signalled.signal_name}"
         except EtlctlError as exc:  # a timeout, a lost broker, a Docker error
             run.status = RunStatus.FAILED
             run.error = exc.message
         finally:
-            restore_sigterm()
+            restore_signals()
             try:
                 _cleanup(session, broker, queues)
             finally:
@@ -485,7 +488,7 @@ def _launch(
             STORE_LABEL: store.id,
             CONNECTION_LABEL: connection.name,
             RUN_LABEL: run.id,
-            "io.etlctl.role": side.role,
+            ROLE_LABEL: side.role,
         },
         mounts=tuple(mounts[side.role]),
         network=options.network,
@@ -625,7 +628,7 @@ def _cleanup(session: _SyncSession, broker: Broker, queues: ConnectionQueues) ->
         logs = ""
         with contextlib.suppress(Exception):
             logs = session.runtime.logs(handle)
-        log_parts.append(f"===== {role} (exit code {code}) =====\n{logs.rstrip()}\n")
+        log_parts.append(log_section(role, code, logs))
         with contextlib.suppress(Exception):
             session.runtime.remove(handle)
     # A signal may land between creating a container and getting its handle back: sweep
@@ -636,8 +639,7 @@ def _cleanup(session: _SyncSession, broker: Broker, queues: ConnectionQueues) ->
         broker.delete_queues(queues.names)
     if run.log_path:
         header = f"run {run.id} of connection {run.connection} (broker {redact_url(broker.url)})\n"
-        Path(run.log_path).write_text(header + "\n".join(log_parts))
-        os.chmod(run.log_path, 0o600)
+        write_run_log(Path(run.log_path), header, log_parts)
     if run.rejects_path and not Path(run.rejects_path).exists():
         run.rejects_path = None  # nothing was rejected
 
@@ -680,30 +682,6 @@ def record_unstarted_run(
 
 
 @dataclass
-class GcReport:
-    removed: list[str] = field(default_factory=list)
-    busy: list[str] = field(default_factory=list)  # syncing now: left alone
-
-
-def collect_garbage(
-    store: Store, runtime_name: str = "docker", amqp_url: str | None = None
-) -> GcReport:
-    """Remove what killed syncs left behind, for every connection not syncing right now."""
-    view = store.read()
-    runtime = get_runtime(runtime_name)
-    runtime.preflight()
-    report = GcReport()
-    with Broker.connect(resolve_amqp_url(amqp_url, view.settings())) as broker:
-        for connection in view.connections():
-            try:
-                with connection_lock(store, connection.name):
-                    report.removed += remove_leftovers(store, connection.name, runtime, broker)
-            except ConflictError:
-                report.busy.append(connection.name)
-    return report
-
-
-@dataclass
 class CheckResult:
     ok: bool
     message: str
@@ -723,7 +701,7 @@ def check_connector(
     runtime.preflight()
     if runtime_name == "docker":
         runtime.ensure_image(side.image)
-    work_dir = Path(tempfile.mkdtemp(prefix=f"etlctl-check-{name}-"))
+    work_dir = new_check_files_dir(store)
     try:
         run_file = work_dir / "run.json"
         document = {
@@ -745,7 +723,12 @@ def check_connector(
             connector_type=side.obj.type,
             image=side.image,
             run_file=str(run_file),
-            labels={MANAGED_LABEL: "true", STORE_LABEL: store.id, "io.etlctl.check": name},
+            labels={
+                MANAGED_LABEL: "true",
+                STORE_LABEL: store.id,
+                CHECK_LABEL: name,
+                PID_LABEL: str(os.getpid()),  # gc removes it once this process is gone
+            },
             mounts=tuple(mounts_for(side)),
             network=network,
             command=("check",),

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 
-from etlctl import orchestrator, settings
+from etlctl import leftovers, orchestrator, settings
 from etlctl.cli.options import amqp_url_option, network_option, runtime_option
 from etlctl.cli.output import app_state, note, print_json, say, stderr
 from etlctl.cli.runs import run_summary
@@ -249,7 +249,7 @@ def gc(
     """
     store = app_state(ctx).store
     chosen_runtime = settings.chosen(store.read().settings(), "runtime", runtime)
-    report = orchestrator.collect_garbage(store, chosen_runtime, amqp_url)
+    report = leftovers.collect_garbage(store, chosen_runtime, amqp_url)
     if as_json:
         print_json({"removed": report.removed, "busy": report.busy})
         return
