@@ -43,9 +43,22 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
+RUN_ID_PATTERN = re.compile(r"^run_[0-9]{8}T[0-9]{6}Z_[0-9a-f]{6}$")
+
+
 def new_run_id() -> str:
     # Time first so that run ids sort by start time in listings and log directories.
     return f"run_{utcnow().strftime('%Y%m%dT%H%M%SZ')}_{secrets.token_hex(3)}"
+
+
+def validate_run_id(run_id: str) -> str:
+    """Run ids name log files: only the shape new_run_id() makes is accepted."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        shown = run_id[:80] if isinstance(run_id, str) else run_id
+        raise ValidationError(
+            f"invalid run id {shown!r}", hint="run ids look like run_20240501T101500Z_ab12cd"
+        )
+    return run_id
 
 
 class SyncMode(StrEnum):

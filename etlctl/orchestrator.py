@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from etlctl import catalog
 from etlctl.broker import Broker, ConnectionQueues, redact_url, resolve_amqp_url
 from etlctl.errors import (
     CancelledError,
+    ConflictError,
     EtlctlError,
     SyncFailedError,
     SyncTimeoutError,
@@ -53,8 +54,17 @@ from etlctl.leftovers import (
     sweep_run_files,
     write_run_log,
 )
+from etlctl.live import ProgressFile
 from etlctl.locks import connection_lock
-from etlctl.models import Connection, ConnectorObject, Run, RunStatus, SyncState, utcnow
+from etlctl.models import (
+    Connection,
+    ConnectorObject,
+    Run,
+    RunStatus,
+    SyncState,
+    utcnow,
+    validate_run_id,
+)
 from etlctl.paths import ensure_private_dir, logs_dir
 from etlctl.progress import Estimate, SyncProgress
 from etlctl.runtime import ConnectorLaunch, Mount, Runtime, get_runtime
@@ -85,6 +95,8 @@ class SyncOptions:
     batch_records: int = 2000
     batch_bytes: int = 1024 * 1024
     commit_every: int = 16
+    # Given by `etlctl serve`, which answers with the id before the sync process records it.
+    run_id: str | None = None
 
 
 ProgressCallback = Callable[[SyncProgress], None]
@@ -395,13 +407,23 @@ def run_sync(
         if saved is not None and not saved.belongs_to(connection):
             saved = None  # left by a removed connection of the same name
         state = saved.state if saved and connection.mode.value != "full_refresh" else None
-        run = _record_new_run(store, connection, runtime.name, options.trigger, state)
+        run = _record_new_run(
+            store, connection, runtime.name, options.trigger, state, options.run_id
+        )
+        progress_file = ProgressFile(run)
         for role_mounts in mounts.values():
             # Connectors append skipped records to run.rejects_path, in the run's log directory.
             role_mounts.append(Mount(host_path=str(Path(run.log_path).parent), read_only=False))
         queues = ConnectionQueues.for_connection(connection.name, store.id)
         session = _SyncSession(
-            store, connection, run, runtime, broker, queues, options, on_progress
+            store,
+            connection,
+            run,
+            runtime,
+            broker,
+            queues,
+            options,
+            _reporting(progress_file, on_progress),
         )
         restore_signals = _install_signal_handlers()
         work_dir = new_run_files_dir(store, run.id)
@@ -440,7 +462,22 @@ def run_sync(
                     run.error = run.error or "etlctl stopped unexpectedly"
                 with store.transaction() as tx:
                     tx.save_run(run)
+                progress_file.remove()
     return run
+
+
+def _reporting(
+    progress_file: ProgressFile, on_progress: ProgressCallback | None
+) -> ProgressCallback:
+    """Progress goes to the run's progress file (what other processes see), then to the
+    caller's display."""
+
+    def report(progress: SyncProgress) -> None:
+        progress_file.update(progress)
+        if on_progress is not None:
+            on_progress(progress)
+
+    return report
 
 
 def _record_new_run(
@@ -449,8 +486,10 @@ def _record_new_run(
     runtime: str,
     trigger: str,
     state: dict[str, Any] | None,
+    run_id: str | None = None,
 ) -> Run:
     run = Run(
+        **({"id": validate_run_id(run_id)} if run_id else {}),
         connection=connection.name,
         trigger=trigger,
         runtime=runtime,
@@ -463,6 +502,8 @@ def _record_new_run(
     run.log_path = str(run_logs / f"{run.id}.log")
     run.rejects_path = str(run_logs / f"{run.id}.rejects.jsonl")
     with store.transaction() as tx:
+        if tx.find_run(run.id) is not None:
+            raise ConflictError(f"run {run.id} exists already", hint="leave out --run-id")
         tx.save_run(run)
     return run
 

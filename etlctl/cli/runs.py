@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
-from typing import Any
 
 import typer
 
+from etlctl import launcher, views
 from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, stdout, when
 from etlctl.errors import NotFoundError
-from etlctl.models import Run, RunStatus, RunTiming
+from etlctl.live import live_run
+from etlctl.models import RunStatus, RunTiming
 from etlctl.progress import throughput
 
 app = typer.Typer(
@@ -20,19 +20,13 @@ app = typer.Typer(
 LOG_TAIL_LINES = 20
 ERROR_COLUMN_CHARS = 80
 SPARK_LEVELS = "▁▂▃▄▅▆▇█"
+CANCEL_WAIT_SECONDS = 60.0
 
 
 def _short(text: str | None, limit: int) -> str:
     """One line of at most `limit` characters; an ellipsis says when some was cut."""
     line = " ".join((text or "").split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def run_summary(run: Run) -> dict[str, Any]:
-    doc = run.to_doc()
-    doc["duration_seconds"] = run.duration_seconds
-    doc["rows_per_second"] = run.rows_per_second
-    return doc
 
 
 def throughput_chart(timing: RunTiming | None) -> str | None:
@@ -82,13 +76,6 @@ def time_went(timing: RunTiming | None) -> list[tuple[str, str | None]]:
     ]
 
 
-def tail(path: str | None, lines: int) -> list[str]:
-    if not path or not Path(path).exists():
-        return []
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return [line.rstrip("\n") for line in deque(handle, maxlen=lines)]
-
-
 @app.command(
     "list",
     help="List runs, newest first.\n\nExamples:\n\n  etlctl runs list\n\n  etlctl runs list users-to-wh --status failed --json",
@@ -112,7 +99,7 @@ def list_(
         )
     runs = view.list_runs(connection, status)[:limit]
     if as_json:
-        print_json([run_summary(run) for run in runs])
+        print_json([views.run_summary(run) for run in runs])
         return
     print_table(
         None,
@@ -144,10 +131,10 @@ def show(
     run_id: str = typer.Argument(..., help="The run id (see etlctl runs list)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    run = app_state(ctx).store.read().get_run(run_id)
-    log_tail = tail(run.log_path, LOG_TAIL_LINES)
+    run, _ = live_run(app_state(ctx).store.read().get_run(run_id))
+    log_tail = views.log_tail(run.log_path, LOG_TAIL_LINES)
     if as_json:
-        print_json({**run_summary(run), "log_tail": log_tail})
+        print_json({**views.run_summary(run), "log_tail": log_tail})
         return
     rate = run.rows_per_second
     print_fields(
@@ -187,16 +174,30 @@ def logs(
     ctx: typer.Context,
     run_id: str = typer.Argument(..., help="The run id (see etlctl runs list)."),
     tail_lines: int | None = typer.Option(None, "--tail", min=1, help="Only the last N lines."),
+    follow: bool = typer.Option(
+        False,
+        "--follow",
+        "-F",
+        help="While the run is running, print its progress; then its log.",
+    ),
 ) -> None:
-    """Print a run's log (both connectors' output).
+    """Print a run's log (both connectors' output). The log is written when the run ends;
+    --follow prints the progress of a running run until then.
 
     Examples:
 
       etlctl logs run_20240501T101500Z_ab12cd
 
       etlctl logs run_20240501T101500Z_ab12cd --tail 50
+
+      etlctl logs run_20240501T101500Z_ab12cd --follow
     """
-    run = app_state(ctx).store.read().get_run(run_id)
+    store = app_state(ctx).store
+    run = store.read().get_run(run_id)
+    if follow:
+        for run in launcher.watch_run(store, run_id):
+            if not run.status.finished:
+                typer.echo(views.progress_line(run))
     if not run.log_path or not Path(run.log_path).exists():
         raise NotFoundError(
             f"run {run_id} has no log" + (f" at {run.log_path}" if run.log_path else ""),
@@ -204,9 +205,37 @@ def logs(
             f"see: etlctl runs show {run_id}",
         )
     if tail_lines:
-        for line in tail(run.log_path, tail_lines):
+        for line in views.log_tail(run.log_path, tail_lines):
             typer.echo(line)
         return
     with open(run.log_path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             typer.echo(line, nl=False)
+
+
+@app.command(
+    "cancel",
+    help=(
+        "Cancel a running sync, whoever started it (a shell, cron, etlctl serve): its process "
+        "stops the containers, removes the queues and records the run as cancelled.\n\n"
+        "Examples:\n\n  etlctl runs cancel run_20240501T101500Z_ab12cd\n\n"
+        "  etlctl runs cancel run_20240501T101500Z_ab12cd --no-wait"
+    ),
+)
+def cancel(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., help="The run id (see etlctl runs list)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the run has ended."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run as JSON."),
+) -> None:
+    store = app_state(ctx).store
+    run = launcher.cancel_run(store, run_id)
+    if wait:
+        for run in launcher.watch_run(store, run_id, timeout=CANCEL_WAIT_SECONDS):  # noqa: B007
+            pass
+    if as_json:
+        print_json(views.run_summary(run))
+    elif run.status.finished:
+        say(f"run {run_id} {run.status.value}")
+    else:
+        say(f"run {run_id}: cancel requested")

@@ -15,12 +15,12 @@ from rich.progress import BarColumn, Progress, TextColumn
 from etlctl import leftovers, orchestrator, settings
 from etlctl.cli.options import amqp_url_option, network_option, runtime_option
 from etlctl.cli.output import app_state, note, print_json, say, stderr
-from etlctl.cli.runs import run_summary
 from etlctl.errors import ConflictError, EtlctlError
 from etlctl.models import Run, RunStatus
 from etlctl.orchestrator import SyncOptions
 from etlctl.progress import ProgressFigures, SyncProgress
 from etlctl.store import Store
+from etlctl.views import run_summary
 
 PLAIN_PROGRESS_EVERY_SECONDS = 5.0
 
@@ -142,7 +142,13 @@ def sync(
         2000, "--batch-size", min=1, max=100_000, help="Records per message."
     ),
     trigger: str = typer.Option(
-        "manual", "--trigger", hidden=True, help="manual or schedule (set by crontab entries)."
+        "manual",
+        "--trigger",
+        hidden=True,
+        help="manual, schedule (set by crontab entries) or api (set by etlctl serve).",
+    ),
+    run_id: str | None = typer.Option(
+        None, "--run-id", hidden=True, help="The id the run gets (set by etlctl serve)."
     ),
     as_json: bool = typer.Option(
         False,
@@ -184,6 +190,7 @@ def sync(
         timeout=settings.chosen(stored, "timeout", timeout),
         trigger=trigger,
         batch_records=batch_size,
+        run_id=run_id,
     )
     display = _LiveDisplay(connection) if stderr.is_terminal and not as_json else None
     reporter: Callable[[SyncProgress], None] = display or (
