@@ -3,7 +3,8 @@ consumes the data queue and drives it.
 
 The engine consumes with manual acknowledgements and a prefetch larger than ``commit_every``,
 calls ``write_batch`` for every RECORDS message, ``commit`` at every CHECKPOINT, every
-``commit_every`` batches and at END (``finish``), and acknowledges (multiple=True) only what
+``commit_every`` batches, when the queue stays idle for ``IDLE_SECONDS`` and at END
+(``finish``), and acknowledges (multiple=True) only what
 is committed. A loader that stores ``(run_id, seq)`` with its commits (``start`` returns it)
 gets exactly-once: redelivered messages it already committed are acknowledged and skipped.
 """
@@ -180,6 +181,10 @@ class LoadEngine:
         self._started = time.monotonic()
         for delivery in self.source.deliveries(self.prefetch):
             if delivery is None:
+                if self._dirty:
+                    # Nothing came for a while (a slow source): commit what is written, so
+                    # that it is durable and the target's write lock is free for others.
+                    self._commit()
                 self._report_progress(force=True)
                 continue
             self._handling_since = time.monotonic()
