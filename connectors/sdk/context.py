@@ -33,7 +33,8 @@ class RunContext:
         """The saved cursor when this sync reads incrementally, else None (read everything).
 
         Incremental reads are ``cursor_field >= start_cursor``: records that share the saved
-        value are read again (the loader deduplicates them by key) rather than lost.
+        value are read again rather than lost; the SDK skips those the state's ``boundary``
+        says were loaded (connectors/sdk/cursor.py).
         """
         if self.sync.mode == "full_refresh" or not self.sync.cursor_field or not self.state:
             return None

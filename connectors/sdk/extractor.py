@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from connectors.sdk.context import RunContext
+from connectors.sdk.cursor import CursorTracker
 from connectors.sdk.errors import ConfigError, ConnectorError, Position, RecordError
 from connectors.sdk.faults import Faults
 from connectors.sdk.protocol import (
@@ -146,19 +147,24 @@ class RecordStream:
         # Dict path: a sample buffered until the schema is inferred.
         self._sample: list[dict[str, Any]] | None = []
         self._index: dict[str, int] = {}
-        # Incremental reading.
+        self._source_names: list[str] = []
+        # Incremental reading: the saved cursor, its boundary, the cursor to save next.
         sync = context.sync
         self._cursor_field = sync.cursor_field
-        self._start_cursor = None if filters_by_cursor else context.start_cursor
-        self._max_cursor = context.start_cursor
+        self._cursor: CursorTracker | None = None
+        if sync.cursor_field:
+            self._cursor = CursorTracker(
+                sync.cursor_field,
+                context.state,
+                context.start_cursor,
+                filter_rows=not filters_by_cursor,
+                check_order=sync.mode != "full_refresh",
+            )
         self._cursor_index: int | None = None
         self._checkpoints_between_batches = (
             sorted_by_cursor and sync.mode != "full_refresh" and bool(sync.cursor_field)
         )
         self._checkpoint_due = False
-        # Smallest cursor among the rows held back in _pending (sorted sources): a checkpoint
-        # taken while rows wait there must not claim their cursors yet.
-        self._pending_floor: Any = None
 
     # --- schema ------------------------------------------------------------------------
     def declare(self, columns: Sequence[Column], key_properties: Sequence[str] = ()) -> None:
@@ -183,6 +189,7 @@ class RecordStream:
         keys = list(key_properties or self.context.sync.primary_key)
         self.schema = Schema(self.stream, output, keys)
         self._index = {column.name: i for i, column in enumerate(columns)}
+        self._source_names = [column.name for column in columns]
         if self._cursor_field is not None:
             self._cursor_index = self._index.get(self._cursor_field)
         self._send(SCHEMA, self.schema.to_json())
@@ -191,7 +198,9 @@ class RecordStream:
 
     def _require_cursor_column(self) -> None:
         if self._cursor_field is not None and self._cursor_index is None:
-            needed = self._start_cursor is not None or self.context.sync.mode != "full_refresh"
+            needed = (
+                self.context.start_cursor is not None or self.context.sync.mode != "full_refresh"
+            )
             if needed:
                 raise ConnectorError(
                     f"cursor field {self._cursor_field!r} is not a column of the source "
@@ -206,10 +215,8 @@ class RecordStream:
         if self.schema is None:
             raise ConnectorError("write_rows() before declare()")
         pending = self._pending
-        if self._cursor_index is not None:
-            rows = self._track_cursor(rows)
-            if not pending and self._checkpoints_between_batches:
-                self._pending_floor = self._first_cursor(rows)
+        if self._cursor is not None and self._cursor_index is not None:
+            rows = self._cursor.track(rows, self._cursor_index, self._source_names)
         if self._plan is not None:
             rows = self._apply_transform(self._plan, rows)
         if not pending and len(rows) == self._target_rows:
@@ -221,28 +228,6 @@ class RecordStream:
                 del pending[: self._target_rows]
                 self._publish_rows(batch)
         self._checkpoint_if_due()
-
-    def _first_cursor(self, rows: list[Any]) -> Any:
-        index = self._cursor_index
-        return next((row[index] for row in rows if row[index] is not None), None)
-
-    def _track_cursor(self, rows: list[Any]) -> list[Any]:
-        index = self._cursor_index
-        start = self._start_cursor
-        try:
-            if start is not None:
-                rows = [row for row in rows if row[index] is not None and row[index] >= start]
-            present = [row[index] for row in rows if row[index] is not None]
-            if present:
-                batch_max = max(present)
-                if self._max_cursor is None or batch_max > self._max_cursor:
-                    self._max_cursor = batch_max
-        except TypeError as exc:
-            raise ConnectorError(
-                f"cursor field {self._cursor_field!r}: values cannot be compared "
-                f"with the saved cursor {start!r} ({exc})"
-            ) from None
-        return rows
 
     def _apply_transform(self, plan: TransformPlan, rows: list[Any]) -> list[Any]:
         out = []
@@ -354,11 +339,9 @@ class RecordStream:
         self.publisher.publish_event("progress", essential=False, **fields)
 
     def state(self) -> dict[str, Any] | None:
-        if self._cursor_field is None:
+        if self._cursor is None:
             return self.context.state
-        if self._max_cursor is None:
-            return self.context.state
-        return {**(self.context.state or {}), "cursor": self._max_cursor}
+        return self._cursor.state(self.context.state)
 
     def _checkpoint_if_due(self) -> None:
         if self._checkpoint_due:
@@ -366,12 +349,16 @@ class RecordStream:
             self.checkpoint()
 
     def checkpoint(self) -> None:
-        """Everything published so far may be committed under the current state."""
+        """Everything read so far may be committed under the current state."""
         self._batches_since_checkpoint = 0
+        if self._pending:
+            # The state covers every row read, so the rows held back go first (a short batch
+            # once per checkpoint): then the boundary it names is exactly what was sent.
+            batch, self._pending = self._pending, []
+            self._publish_rows(batch)
+            self._batches_since_checkpoint = 0
+            self._checkpoint_due = False
         state = self.state()
-        if self._pending and self._pending_floor is not None and state is not None:
-            # Rows held back are not published yet: resume at the first of them (``>=``).
-            state = {**state, "cursor": self._pending_floor}
         if state is not None:
             self._send(CHECKPOINT, {"state": state, "records": self.records_sent})
 

@@ -107,7 +107,7 @@ def test_incremental_appends_from_saved_cursor_and_reports_checkpoint(tmp_path, 
     )
     _, _, events = sync.run()
     committed = events_of(events, "checkpoint_committed", "loader")
-    assert committed[-1]["state"] == {"cursor": "2024-05-01T00:00:10"}
+    assert committed[-1]["state"]["cursor"] == "2024-05-01T00:00:10"
     # Rows 5..10 change and 11..12 arrive; all share or pass the saved cursor.
     write_csv(source, 8, start=5, updated="2024-05-02")
     sync.state = committed[-1]["state"]
