@@ -12,8 +12,7 @@ Leftovers: every started connector is recorded in a small registry, one JSON fil
 process (pid, process start time, name, labels) in ``<etlctl home>/local-runtime/`` next to
 the store. ``remove_leftovers`` kills the process groups whose labels match and whose pid
 still belongs to the same process (the start time from /proc guards against pid reuse), then
-deletes their records (``collect_leftovers`` reads their log files first). remove() deletes
-the record of a connector it cleaned up.
+deletes their records. remove() deletes the record of a connector it cleaned up.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import connectors
 from etlctl.errors import ServiceUnavailableError, SyncTimeoutError
@@ -37,7 +36,6 @@ from etlctl.paths import default_store_path, ensure_private_dir, home_for
 from etlctl.runtime.base import (
     RUN_FILE_ENV,
     ConnectorLaunch,
-    Leftover,
     matches_labels,
     signal_exit_code,
 )
@@ -92,7 +90,7 @@ class LocalRuntime:
         except OSError:
             log_file.close()
             raise
-        record_path = _write_record(launch, process.pid, log_path)
+        record_path = _write_record(launch, process.pid)
         return LocalHandle(launch.name, process, log_path, record_path, log_file)
 
     def exit_code(self, handle: LocalHandle) -> int | None:
@@ -130,31 +128,17 @@ class LocalRuntime:
         handle.record_path.unlink(missing_ok=True)
 
     def remove_leftovers(self, labels: dict[str, str]) -> list[str]:
-        return [leftover.name for leftover in self.collect_leftovers(labels)]
-
-    def collect_leftovers(self, labels: dict[str, str]) -> list[Leftover]:
-        collected = []
-        for record_path, record in _records(labels):
+        removed = []
+        for record_path in sorted(registry_dir().glob("*.json")):
+            record = _read_record(record_path)
+            if record is None or not matches_labels(record.get("labels", {}), labels):
+                continue
             pid = int(record.get("pid", 0))
-            alive = pid > 0 and _start_time(pid) == record.get("start_time")
-            if alive:
+            if pid > 0 and _start_time(pid) == record.get("start_time"):
                 _signal_group(pid, signal.SIGKILL)
-            logs = ""
-            log_path = Path(str(record["log_path"])) if record.get("log_path") else None
-            if log_path is not None:
-                with contextlib.suppress(OSError):
-                    logs = log_path.read_bytes().decode("utf-8", errors="replace")
-                log_path.unlink(missing_ok=True)
-                with contextlib.suppress(OSError):
-                    log_path.parent.rmdir()
             record_path.unlink(missing_ok=True)
-            name = str(record.get("name", record_path.stem))
-            # A process that is not ours to wait for leaves no exit status to read.
-            collected.append(Leftover(name, dict(record.get("labels", {})), None, logs))
-        return collected
-
-    def labelled(self, labels: dict[str, str]) -> list[dict[str, str]]:
-        return [dict(record.get("labels", {})) for _, record in _records(labels)]
+            removed.append(str(record.get("name", record_path.stem)))
+        return removed
 
     def run_once(self, launch: ConnectorLaunch, timeout: float) -> tuple[int, str, str]:
         process = subprocess.Popen(
@@ -213,7 +197,7 @@ def _signal_group(pid: int, signum: signal.Signals) -> None:
         os.killpg(pid, signum)  # the group id is the leader's pid (start_new_session)
 
 
-def _write_record(launch: ConnectorLaunch, pid: int, log_path: Path) -> Path:
+def _write_record(launch: ConnectorLaunch, pid: int) -> Path:
     directory = ensure_private_dir(registry_dir())
     path = directory / f"{launch.name}.json"
     record = {
@@ -222,7 +206,6 @@ def _write_record(launch: ConnectorLaunch, pid: int, log_path: Path) -> Path:
         "start_time": _start_time(pid),
         "labels": dict(launch.labels),
         "started_at": time.time(),
-        "log_path": str(log_path),  # so that a later gc can keep the logs of an orphan
     }
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(record), encoding="utf-8")
@@ -230,17 +213,7 @@ def _write_record(launch: ConnectorLaunch, pid: int, log_path: Path) -> Path:
     return path
 
 
-def _records(labels: dict[str, str]) -> list[tuple[Path, dict[str, Any]]]:
-    """The process records whose labels match, with their paths."""
-    found = []
-    for record_path in sorted(registry_dir().glob("*.json")):
-        record = _read_record(record_path)
-        if record is not None and matches_labels(record.get("labels", {}), labels):
-            found.append((record_path, record))
-    return found
-
-
-def _read_record(path: Path) -> dict[str, Any] | None:
+def _read_record(path: Path) -> dict[str, object] | None:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
