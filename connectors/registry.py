@@ -202,6 +202,11 @@ HTTP_EXTRACTOR_SPEC = _spec(
             default="",
         ),
         "pagination": HTTP_PAGINATION,
+        "total_path": _prop(
+            "string",
+            "dotted path of the total record count in the first page's body (for the "
+            "progress percentage; default: the X-Total-Count header, when the API sends it)",
+        ),
         "cursor_param": _prop(
             "string", "incremental: query parameter that receives the saved cursor"
         ),

@@ -179,6 +179,13 @@ def mask_config(config: dict[str, Any], spec: dict[str, Any] | None) -> dict[str
     }
 
 
+def without_masked_secrets(config: dict[str, Any], spec: dict[str, Any] | None) -> dict[str, Any]:
+    """A config change minus secret fields that hold the mask: a form or a client that sends
+    back what it was shown means "leave this secret as it is", never "set it to stars"."""
+    secrets = secret_fields(spec)
+    return {key: value for key, value in config.items() if not (key in secrets and value == MASK)}
+
+
 # --- reading config from the command line and files --------------------------------------
 def _coerce(raw: str, prop: dict[str, Any] | None, key: str) -> Any:
     """Turn KEY=VALUE text into the type the spec declares for KEY."""

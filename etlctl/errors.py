@@ -95,3 +95,20 @@ def close_match(name: str, candidates: Iterable[str]) -> str | None:
     """The existing name one typo away from `name` ('usres' -> 'users'), else None."""
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+# The error a child `etlctl` process meant, from its exit code (etlctl.launcher reads a
+# sync process's exit this way, so an API caller gets the same error as a shell user).
+ERROR_OF_EXIT_CODE: dict[int, type[EtlctlError]] = {
+    2: ValidationError,
+    3: NotFoundError,
+    4: ConflictError,
+    5: StoreError,
+    6: ServiceUnavailableError,
+    7: SyncTimeoutError,
+    130: CancelledError,
+}
+
+
+def error_for_exit_code(code: int, message: str, hint: str | None = None) -> EtlctlError:
+    return ERROR_OF_EXIT_CODE.get(code, EtlctlError)(message, hint)

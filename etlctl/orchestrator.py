@@ -18,12 +18,11 @@ import os
 import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,23 +39,38 @@ from etlctl.errors import (
     SyncTimeoutError,
     ValidationError,
 )
+from etlctl.leftovers import (
+    CHECK_LABEL,
+    CONNECTION_LABEL,
+    MANAGED_LABEL,
+    PID_LABEL,
+    ROLE_LABEL,
+    RUN_LABEL,
+    STORE_LABEL,
+    log_section,
+    new_check_files_dir,
+    new_run_files_dir,
+    remove_leftovers,
+    sweep_run_files,
+    write_run_log,
+)
+from etlctl.live import ProgressFile
 from etlctl.locks import connection_lock
 from etlctl.models import (
-    UNNAMED_STREAM,
     Connection,
     ConnectorObject,
     Run,
     RunStatus,
     SyncState,
     utcnow,
+    validate_run_id,
 )
 from etlctl.paths import ensure_private_dir, logs_dir
+from etlctl.progress import Estimate, SyncProgress
 from etlctl.runtime import ConnectorLaunch, Mount, Runtime, get_runtime
 from etlctl.store import Store
 
-# Run files are written in version 2 of docs/connector-protocol.md, a superset of version 1:
-# a version-1 connector finds in `state` and `sync` what it knows.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 1
 # The start of a timed-out run's error: raise_for_run() turns such a run into exit code 7.
 TIMED_OUT = "the sync did not finish within"
 DEFAULT_TIMEOUT_SECONDS = 6 * 3600
@@ -66,10 +80,9 @@ CONTAINER_POLL_SECONDS = 0.1
 EXIT_POLL_SECONDS = 0.02
 # After the loader ends, how long the extractor may take to finish on its own.
 PEER_GRACE_SECONDS = 30.0
-MANAGED_LABEL = "io.etlctl.managed"
-CONNECTION_LABEL = "io.etlctl.connection"
-STORE_LABEL = "io.etlctl.store"
-RUN_LABEL = "io.etlctl.run"
+# The signals that cancel a sync like Ctrl-C: a closed terminal or a dropped ssh session
+# (SIGHUP) must clean up as surely as `kill` (SIGTERM).
+CANCELLING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -82,23 +95,19 @@ class SyncOptions:
     batch_records: int = 2000
     batch_bytes: int = 1024 * 1024
     commit_every: int = 16
-
-
-@dataclass
-class SyncProgress:
-    """What a progress display shows; updated as events arrive."""
-
-    run: Run
-    extractor_done: bool = False
-    loader_done: bool = False
-    messages: list[str] = field(default_factory=list)
+    # Given by `etlctl serve`, which answers with the id before the sync process records it.
+    run_id: str | None = None
 
 
 ProgressCallback = Callable[[SyncProgress], None]
 
 
 class _Terminated(BaseException):
-    """SIGTERM, turned into an exception so that cleanup runs as for Ctrl-C."""
+    """SIGTERM or SIGHUP, turned into an exception so that cleanup runs as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signal_name = signal.Signals(signum).name
 
 
 # --- preparing a run ----------------------------------------------------------------------
@@ -166,36 +175,21 @@ def mounts_for(side: _Side) -> list[Mount]:
     return [Mount(host_path=path, read_only=ro) for path, ro in sorted(mounts.items())]
 
 
-def resumable_state(connection: Connection, saved: SyncState | None) -> SyncState | None:
-    """What a sync starts from: the saved state of the streams it reads incrementally
-    (a full refresh starts from scratch every time)."""
-    if saved is None or connection.mode.value == "full_refresh":
-        return None
-    if not saved.belongs_to(connection):
-        return None  # left by a removed connection of the same name
-    return saved
-
-
 def _run_document(
     side: _Side,
     connection: Connection,
     run: Run,
-    state: SyncState | None,
+    state: dict[str, Any] | None,
     amqp_url: str,
     queues: ConnectionQueues,
     options: SyncOptions,
 ) -> dict[str, Any]:
-    extractor = side.role == "extractor"
     return {
         "protocol": PROTOCOL_VERSION,
         "role": side.role,
         "connector_type": side.obj.type,
         "config": side.config,
-        # Version 1: the state of the connection's only stream.
-        "state": state.state if extractor and state else None,
-        "stream_states": state.stream_states() if extractor and state else {},
-        "global_state": state.global_state if extractor and state else None,
-        "streams": [],
+        "state": state if side.role == "extractor" else None,
         "sync": {
             "mode": connection.mode.value,
             "cursor_field": connection.cursor_field,
@@ -218,26 +212,6 @@ def _write_private_json(path: Path, document: dict[str, Any]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(orjson.dumps(document))
-
-
-# --- locking and leftovers ----------------------------------------------------------------
-def remove_leftovers(store: Store, connection: str, runtime: Runtime, broker: Broker) -> list[str]:
-    """With the connection's lock held, anything of a previous run is an orphan."""
-    removed = runtime.remove_leftovers(
-        {MANAGED_LABEL: "true", STORE_LABEL: store.id, CONNECTION_LABEL: connection}
-    )
-    removed += broker.delete_queues(ConnectionQueues.for_connection(connection, store.id).names)
-    with store.transaction() as view:
-        for run in view.list_runs(connection, RunStatus.RUNNING):
-            run.status = RunStatus.FAILED
-            run.ended_at = utcnow()
-            run.error = (
-                f"the etlctl process (pid {run.pid}) ended without finishing this run; "
-                "its containers and queues were removed later"
-            )
-            view.save_run(run)
-            removed.append(run.id)
-    return removed
 
 
 # --- the sync -----------------------------------------------------------------------------
@@ -281,8 +255,12 @@ class _SyncSession:
             if role == "extractor":
                 self.run.records_extracted = int(event.get("records", 0))
                 self.run.bytes = int(event.get("bytes", 0))
+                self.progress.estimate = (
+                    Estimate.from_event(event.get("estimate")) or self.progress.estimate
+                )
             elif role == "loader":
                 self.run.records_loaded = max(self.run.records_loaded, int(event.get("records", 0)))
+            self.progress.counts_changed()
         elif kind == "checkpoint_committed":
             self._save_checkpoint(event)
         elif kind == "rejected":
@@ -299,8 +277,20 @@ class _SyncSession:
                 self.run.records_loaded = int(event.get("records", self.run.records_loaded))
                 self.progress.loader_done = True
             self._count_skipped(role, int(event.get("skipped", 0)))
+            self._note_timing(role, event)
+            self.progress.counts_changed(force=True)
         if self.on_progress:
             self.on_progress(self.progress)
+
+    def _note_timing(self, role: str, event: dict[str, Any]) -> None:
+        """Where a connector's time went, from its done event (optional fields)."""
+        for name in ("busy_seconds", "wait_seconds"):
+            value = event.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                self.progress.timing[f"{role}_{name}"] = float(value)
+        queue_full = event.get("queue_full")
+        if role == "extractor" and isinstance(queue_full, int) and queue_full >= 0:
+            self.progress.timing["queue_full"] = queue_full
 
     def _count_skipped(self, role: str, running_total: int) -> None:
         """Each connector counts its own rejects; the run shows their sum."""
@@ -308,35 +298,25 @@ class _SyncSession:
         self.run.records_skipped = sum(self.skipped.values())
 
     def _save_checkpoint(self, event: dict[str, Any]) -> None:
-        state, shared = event.get("state"), event.get("global")
+        state = event.get("state")
         self.run.records_loaded = max(self.run.records_loaded, int(event.get("records_loaded", 0)))
-        if self.connection.mode.value == "full_refresh":
+        if state is None or self.connection.mode.value == "full_refresh":
             return  # a full refresh starts from scratch every time: nothing to resume from
-        if not isinstance(state, dict):
-            state = None
-        if state is None and not isinstance(shared, dict):
-            return
-        # A loader of protocol 1 names no stream: the state is the connection's only stream's.
-        stream = str(event.get("stream") or UNNAMED_STREAM)
+        self.run.state_after = state
         with self.store.transaction() as view:
             current = view.find("connection", self.connection.name)
             if current is None or current.id != self.connection.id:
                 # Removed (or removed and made anew) behind the lock's back: this state
                 # belongs to a connection that no longer exists, never to its namesake.
                 return
-            saved = view.get_state(self.connection.name)
-            if saved is None or not saved.belongs_to(self.connection):
-                saved = SyncState(
-                    connection=self.connection.name, connection_id=self.connection.id
+            view.save_state(
+                SyncState(
+                    connection=self.connection.name,
+                    connection_id=self.connection.id,
+                    state=state,
+                    run_id=self.run.id,
                 )
-            updated = saved.committed(
-                self.run.id,
-                stream=stream,
-                state=state,
-                global_state=shared if isinstance(shared, dict) else None,
             )
-            view.save_state(updated)
-            self.run.state_after = updated.snapshot()
             view.save_run(self.run)
 
     # containers
@@ -367,16 +347,22 @@ def _describe_error_event(event: dict[str, Any]) -> str:
     return f"{event.get('role', 'connector')}: {event.get('message', 'failed')}{where}"
 
 
-def _install_sigterm_handler() -> Callable[[], None]:
-    """SIGTERM cancels like Ctrl-C; returns a function that restores the old handler."""
+def _install_signal_handlers() -> Callable[[], None]:
+    """SIGTERM and SIGHUP cancel like Ctrl-C; returns a function that restores the old
+    handlers."""
     if not _in_main_thread():
         return lambda: None
 
     def handler(signum: int, frame: Any) -> None:
-        raise _Terminated()
+        raise _Terminated(signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    previous = {signum: signal.signal(signum, handler) for signum in CANCELLING_SIGNALS}
+
+    def restore() -> None:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+    return restore
 
 
 def _in_main_thread() -> bool:
@@ -416,17 +402,31 @@ def run_sync(
     # the broker's state.
     with connection_lock(store, connection.name), Broker.connect(amqp_url) as broker:
         remove_leftovers(store, connection.name, runtime, broker)
-        state = resumable_state(connection, store.read().get_state(connection.name))
-        run = _record_new_run(store, connection, runtime.name, options.trigger, state)
+        sweep_run_files(store)
+        saved = store.read().get_state(connection.name)
+        if saved is not None and not saved.belongs_to(connection):
+            saved = None  # left by a removed connection of the same name
+        state = saved.state if saved and connection.mode.value != "full_refresh" else None
+        run = _record_new_run(
+            store, connection, runtime.name, options.trigger, state, options.run_id
+        )
+        progress_file = ProgressFile(run)
         for role_mounts in mounts.values():
             # Connectors append skipped records to run.rejects_path, in the run's log directory.
             role_mounts.append(Mount(host_path=str(Path(run.log_path).parent), read_only=False))
         queues = ConnectionQueues.for_connection(connection.name, store.id)
         session = _SyncSession(
-            store, connection, run, runtime, broker, queues, options, on_progress
+            store,
+            connection,
+            run,
+            runtime,
+            broker,
+            queues,
+            options,
+            _reporting(progress_file, on_progress),
         )
-        restore_sigterm = _install_sigterm_handler()
-        work_dir = Path(tempfile.mkdtemp(prefix=f"etlctl-{connection.name}-"))
+        restore_signals = _install_signal_handlers()
+        work_dir = new_run_files_dir(store, run.id)
         try:
             broker.declare(queues)
             launches = []
@@ -443,25 +443,41 @@ def run_sync(
         except KeyboardInterrupt:
             run.status = RunStatus.CANCELLED
             run.error = "cancelled by Ctrl-C"
-        except _Terminated:
+        except _Terminated as signalled:
             run.status = RunStatus.CANCELLED
-            run.error = "cancelled by SIGTERM"
+            run.error = f"cancelled by {signalled.signal_name}"
         except EtlctlError as exc:  # a timeout, a lost broker, a Docker error
             run.status = RunStatus.FAILED
             run.error = exc.message
         finally:
-            restore_sigterm()
+            restore_signals()
             try:
                 _cleanup(session, broker, queues)
             finally:
                 shutil.rmtree(work_dir, ignore_errors=True)
+                run.timing = session.progress.run_timing()
                 run.ended_at = utcnow()
                 if run.status is RunStatus.RUNNING:
                     run.status = RunStatus.FAILED
                     run.error = run.error or "etlctl stopped unexpectedly"
                 with store.transaction() as tx:
                     tx.save_run(run)
+                progress_file.remove()
     return run
+
+
+def _reporting(
+    progress_file: ProgressFile, on_progress: ProgressCallback | None
+) -> ProgressCallback:
+    """Progress goes to the run's progress file (what other processes see), then to the
+    caller's display."""
+
+    def report(progress: SyncProgress) -> None:
+        progress_file.update(progress)
+        if on_progress is not None:
+            on_progress(progress)
+
+    return report
 
 
 def _record_new_run(
@@ -469,15 +485,16 @@ def _record_new_run(
     connection: Connection,
     runtime: str,
     trigger: str,
-    state: SyncState | None,
+    state: dict[str, Any] | None,
+    run_id: str | None = None,
 ) -> Run:
-    snapshot = state.snapshot() if state else None
     run = Run(
+        **({"id": validate_run_id(run_id)} if run_id else {}),
         connection=connection.name,
         trigger=trigger,
         runtime=runtime,
-        state_before=snapshot,
-        state_after=snapshot,
+        state_before=state,
+        state_after=state,
         pid=os.getpid(),
         host=socket.gethostname(),
     )
@@ -485,6 +502,8 @@ def _record_new_run(
     run.log_path = str(run_logs / f"{run.id}.log")
     run.rejects_path = str(run_logs / f"{run.id}.rejects.jsonl")
     with store.transaction() as tx:
+        if tx.find_run(run.id) is not None:
+            raise ConflictError(f"run {run.id} exists already", hint="leave out --run-id")
         tx.save_run(run)
     return run
 
@@ -510,7 +529,7 @@ def _launch(
             STORE_LABEL: store.id,
             CONNECTION_LABEL: connection.name,
             RUN_LABEL: run.id,
-            "io.etlctl.role": side.role,
+            ROLE_LABEL: side.role,
         },
         mounts=tuple(mounts[side.role]),
         network=options.network,
@@ -650,7 +669,7 @@ def _cleanup(session: _SyncSession, broker: Broker, queues: ConnectionQueues) ->
         logs = ""
         with contextlib.suppress(Exception):
             logs = session.runtime.logs(handle)
-        log_parts.append(f"===== {role} (exit code {code}) =====\n{logs.rstrip()}\n")
+        log_parts.append(log_section(role, code, logs))
         with contextlib.suppress(Exception):
             session.runtime.remove(handle)
     # A signal may land between creating a container and getting its handle back: sweep
@@ -661,8 +680,7 @@ def _cleanup(session: _SyncSession, broker: Broker, queues: ConnectionQueues) ->
         broker.delete_queues(queues.names)
     if run.log_path:
         header = f"run {run.id} of connection {run.connection} (broker {redact_url(broker.url)})\n"
-        Path(run.log_path).write_text(header + "\n".join(log_parts))
-        os.chmod(run.log_path, 0o600)
+        write_run_log(Path(run.log_path), header, log_parts)
     if run.rejects_path and not Path(run.rejects_path).exists():
         run.rejects_path = None  # nothing was rejected
 
@@ -705,30 +723,6 @@ def record_unstarted_run(
 
 
 @dataclass
-class GcReport:
-    removed: list[str] = field(default_factory=list)
-    busy: list[str] = field(default_factory=list)  # syncing now: left alone
-
-
-def collect_garbage(
-    store: Store, runtime_name: str = "docker", amqp_url: str | None = None
-) -> GcReport:
-    """Remove what killed syncs left behind, for every connection not syncing right now."""
-    view = store.read()
-    runtime = get_runtime(runtime_name)
-    runtime.preflight()
-    report = GcReport()
-    with Broker.connect(resolve_amqp_url(amqp_url, view.settings())) as broker:
-        for connection in view.connections():
-            try:
-                with connection_lock(store, connection.name):
-                    report.removed += remove_leftovers(store, connection.name, runtime, broker)
-            except ConflictError:
-                report.busy.append(connection.name)
-    return report
-
-
-@dataclass
 class CheckResult:
     ok: bool
     message: str
@@ -748,7 +742,7 @@ def check_connector(
     runtime.preflight()
     if runtime_name == "docker":
         runtime.ensure_image(side.image)
-    work_dir = Path(tempfile.mkdtemp(prefix=f"etlctl-check-{name}-"))
+    work_dir = new_check_files_dir(store)
     try:
         run_file = work_dir / "run.json"
         document = {
@@ -770,7 +764,12 @@ def check_connector(
             connector_type=side.obj.type,
             image=side.image,
             run_file=str(run_file),
-            labels={MANAGED_LABEL: "true", STORE_LABEL: store.id, "io.etlctl.check": name},
+            labels={
+                MANAGED_LABEL: "true",
+                STORE_LABEL: store.id,
+                CHECK_LABEL: name,
+                PID_LABEL: str(os.getpid()),  # gc removes it once this process is gone
+            },
             mounts=tuple(mounts_for(side)),
             network=network,
             command=("check",),

@@ -39,7 +39,12 @@ import filelock
 # croniter, cron-descriptor and python-crontab (which pulls in asyncio) are imported in the
 # functions that use them: together they cost ~40 ms at start-up, and `etlctl sync` (what
 # cron runs) needs none of them.
-from etlctl.errors import ConflictError, ServiceUnavailableError, ValidationError
+from etlctl.errors import (
+    ConflictError,
+    EtlctlError,
+    ServiceUnavailableError,
+    ValidationError,
+)
 from etlctl.models import NAME_PATTERN, Connection
 from etlctl.paths import locks_dir, logs_dir
 from etlctl.store import STORE_ID_LENGTH, Store
@@ -633,6 +638,25 @@ def sync_crontab(store: Store, *, user: str | None = None, dry_run: bool = False
     if not dry_run:
         _ensure_log_dirs(store, change.added + change.updated)
     return change
+
+
+def sync_after_change(
+    store: Store, schedule_changed: bool, no_crontab: bool = False
+) -> CrontabChange | None:
+    """After a change that touched a schedule: bring the crontab in line (every front calls
+    this after such a change; None when there was nothing to do).
+
+    The store change has happened already; a crontab failure says that plainly, so the
+    user knows a retry of `etlctl schedule apply` is all that is missing.
+    """
+    if not schedule_changed or no_crontab:
+        return None
+    try:
+        return sync_crontab(store)
+    except EtlctlError as exc:
+        exc.message = f"the store was changed, but the crontab was not updated: {exc.message}"
+        exc.hint = exc.hint or "fix the cause, then run: etlctl schedule apply"
+        raise
 
 
 def remove_crontab_entries(

@@ -29,39 +29,17 @@ from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
 from etlctl.errors import ConflictError, NotFoundError, StoreError, close_match
-from etlctl.models import (
-    Connection,
-    ConnectorObject,
-    Loader,
-    Run,
-    RunStatus,
-    Source,
-    SyncState,
-    state_document_from_version_1,
-)
+from etlctl.models import Connection, ConnectorObject, Loader, Run, RunStatus, Source, SyncState
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 1
 APP_MARKER = "etlctl"
 META_TABLE = "_meta"
 LOCK_TIMEOUT_SECONDS = 30.0
 RUNS_KEPT_PER_CONNECTION = 500
 STORE_ID_LENGTH = 12
 
-
-
-def _states_per_stream(document: dict[str, Any]) -> dict[str, Any]:
-    """Schema 1 -> 2: sync state is kept per stream."""
-    states = document.get("states")
-    if isinstance(states, dict):
-        document["states"] = {
-            key: state_document_from_version_1(doc) if isinstance(doc, dict) else doc
-            for key, doc in states.items()
-        }
-    return document
-
-
 # version N -> function turning a version-N document into a version N+1 document.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _states_per_stream}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 KIND_TABLES: dict[str, tuple[str, type]] = {
     "source": ("sources", Source),
@@ -253,8 +231,53 @@ class StoreView:
     # --- runs --------------------------------------------------------------------------
     def save_run(self, run: Run) -> None:
         runs = self._db.table("runs")
+        previous = runs.get(Query().id == run.id)
         runs.upsert(run.to_doc(), Query().id == run.id)
+        if run.status.finished and (previous is None or previous.get("status") == "running"):
+            self._count_finished(run)
         self._trim_runs(run.connection)
+
+    def _count_finished(self, run: Run) -> None:
+        """Add a run that just ended to its connection's running totals: what metrics count.
+        Kept apart from the runs, which are trimmed, so the totals never go down."""
+        table = self._db.table("run_totals")
+        totals = table.get(Query().connection == run.connection) or {"connection": run.connection}
+        totals = dict(totals)
+        by_status = dict(totals.get("runs", {}))
+        by_status[run.status.value] = by_status.get(run.status.value, 0) + 1
+        totals["runs"] = by_status
+        totals["records_loaded"] = totals.get("records_loaded", 0) + run.records_loaded
+        totals["bytes"] = totals.get("bytes", 0) + run.bytes
+        duration = run.duration_seconds
+        if duration is not None and run.status is not RunStatus.SKIPPED:
+            totals["duration_seconds"] = totals.get("duration_seconds", 0.0) + duration
+            totals["timed_runs"] = totals.get("timed_runs", 0) + 1
+        if run.status is RunStatus.SUCCEEDED and run.ended_at is not None:
+            totals["last_success_at"] = run.ended_at.isoformat()
+        table.upsert(totals, Query().connection == run.connection)
+
+    def run_totals(self) -> dict[str, dict[str, Any]]:
+        """Per connection: runs by status, records and bytes, seconds, last success (ISO)."""
+        return {doc["connection"]: dict(doc) for doc in self._db.table("run_totals").all()}
+
+    def last_runs(self) -> dict[str, Run]:
+        """Each connection's newest run, in one pass over the runs."""
+        return {name: runs[0] for name, runs in self.recent_runs(1).items()}
+
+    def recent_runs(self, per_connection: int) -> dict[str, list[Run]]:
+        """Each connection's newest runs (newest first), in one pass over the raw documents."""
+        newest: dict[str, list[dict[str, Any]]] = {}
+        for doc in self._db.table("runs").all():
+            newest.setdefault(doc.get("connection", ""), []).append(doc)
+        return {
+            name: [
+                Run.model_validate(doc)
+                for doc in sorted(
+                    docs, key=lambda doc: (doc["started_at"], doc["id"]), reverse=True
+                )[:per_connection]
+            ]
+            for name, docs in newest.items()
+        }
 
     def find_run(self, run_id: str) -> Run | None:
         doc = self._db.table("runs").get(Query().id == run_id)

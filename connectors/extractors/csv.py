@@ -12,8 +12,15 @@ import itertools
 from collections.abc import Iterator
 from typing import IO, Any
 
-from connectors.extractors.files import check_readable, matching_files
-from connectors.sdk import Column, ConfigError, ConnectorError, Extractor, RecordStream
+from connectors.extractors.files import BytesRead, check_readable, matching_files
+from connectors.sdk import (
+    Column,
+    ConfigError,
+    ConnectorError,
+    Extractor,
+    ReadProgress,
+    RecordStream,
+)
 from connectors.sdk.values import RowConverter, infer_text_type
 
 # Fields may be long (embedded documents): allow up to 64 MiB, the protocol's record limit.
@@ -93,6 +100,7 @@ class CsvExtractor(Extractor):
         if not config["header"] and not config.get("column_names"):
             raise ConfigError("column_names is required when header is false")
         self.current: CsvFile | None = None
+        self.bytes_read: BytesRead | None = None
 
     def check(self) -> None:
         for path in check_readable(self.config["path"]):
@@ -106,6 +114,9 @@ class CsvExtractor(Extractor):
     def position(self) -> dict[str, Any] | None:
         return self.current.position() if self.current else None
 
+    def progress(self) -> ReadProgress | None:
+        return self.bytes_read.progress() if self.bytes_read else None
+
     def close(self) -> None:
         if self.current is not None:
             self.current.close()
@@ -114,9 +125,12 @@ class CsvExtractor(Extractor):
     # --- reading ---------------------------------------------------------------------------
     def read(self, out: RecordStream) -> None:
         converter: RowConverter | None = None
-        for path in matching_files(self.config["path"]):
+        paths = matching_files(self.config["path"])
+        self.bytes_read = BytesRead(paths)
+        for path in paths:
             self.close()
             self.current = CsvFile(path, self.config)
+            self.bytes_read.open_file(path, self.current.handle)
             names = self._column_names(self.current)
             if names is None:
                 continue  # an empty file

@@ -11,8 +11,10 @@ also drops records below the saved cursor, so an API that ignores the parameter 
 a correct (if slower) incremental sync. API order is unknown, so the only checkpoint is the
 final state at END.
 
-The bearer token is a secret: it goes in the Authorization header only and is never logged;
-logs and errors show URLs without their query string.
+The bearer token, the configured headers and the URL's user:password are credentials: they
+are sent to the origin (scheme, host, port) of the configured ``url`` only, never to a next
+link or a redirect elsewhere (http_session.py), and never logged; logs and errors show URLs
+without their userinfo and query string.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
-from connectors.sdk import ConfigError, ConnectorError, Extractor, RecordStream
+from connectors.extractors.http_session import OriginBoundSession, credentials_of
+from connectors.sdk import ConfigError, ConnectorError, Extractor, ReadProgress, RecordStream
 
 log = logging.getLogger("connectors.http")
 
@@ -36,12 +39,15 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504}) | frozenset(range(520, 530
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
 MAX_RETRY_AFTER_SECONDS = 300.0  # a server asking for longer than this is treated as down
+# The record count many APIs put in a header; ``total_path`` names one in the body instead.
+TOTAL_COUNT_HEADER = "X-Total-Count"
 
 
 def without_query(url: str) -> str:
-    """The URL for logs and errors: query strings may hold API keys."""
+    """The URL for logs and errors: query strings may hold API keys, userinfo a password."""
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def dig(body: Any, path: str) -> Any:
@@ -97,21 +103,28 @@ class HttpExtractor(Extractor):
         super().__init__(config, context)
         self.pagination: dict[str, Any] = {"type": "none", **(config.get("pagination") or {})}
         self.page_number = 0
-        self.session = requests.Session()
-        self.session.headers.update(config.get("headers") or {})
-        self.session.headers.setdefault("Accept", "application/json")
-        if config.get("bearer_token"):
-            self.session.headers["Authorization"] = f"Bearer {config['bearer_token']}"
+        self.records_read = 0
+        self.records_expected: int | None = None  # the total the API reports, if any
+        # Credentials reach the configured URL's origin only (see http_session).
+        self.first_url, credentials = credentials_of(config)
+        self.session = OriginBoundSession(self.first_url, credentials)
+        self.session.headers["Accept"] = "application/json"
         cursor_param = config.get("cursor_param")
         if cursor_param and not context.sync.cursor_field and context.sync.mode != "full_refresh":
             log.warning("cursor_param is set but the connection has no cursor_field")
 
     def check(self) -> None:
-        page = self._fetch(PageRequest(self.config["url"], self._first_params()), number=1)
+        page = self._fetch(PageRequest(self.first_url, self._first_params()), number=1)
         self._records_of(page.body, 1)
 
     def position(self) -> dict[str, Any] | None:
         return {"page": self.page_number} if self.page_number else None
+
+    def progress(self) -> ReadProgress | None:
+        if self.records_expected is None:
+            return None
+        total = max(self.records_expected, self.records_read)
+        return ReadProgress(done=self.records_read, total=total, unit="records")
 
     def close(self) -> None:
         self.session.close()
@@ -119,6 +132,9 @@ class HttpExtractor(Extractor):
     # --- reading ---------------------------------------------------------------------------
     def read(self, out: RecordStream) -> None:
         for page in self._pages():
+            if page.number == 1:
+                self.records_expected = self._reported_total(page)
+            self.records_read += len(page.records)
             for index, record in enumerate(page.records):
                 if isinstance(record, dict):
                     out.write_record(record)
@@ -129,10 +145,21 @@ class HttpExtractor(Extractor):
                         raw=record,
                     )
 
+    def _reported_total(self, page: Page) -> int | None:
+        """The record count the API gives on its first page (``total_path`` in the body, or
+        the X-Total-Count header), for the percentage shown; None when it gives none."""
+        path = self.config.get("total_path")
+        value = dig(page.body, path) if path else page.response.headers.get(TOTAL_COUNT_HEADER)
+        try:
+            total = int(value) if value is not None and not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            return None
+        return total if total is not None and total >= 0 else None
+
     def _pages(self) -> Iterator[Page]:
         style = self.pagination["type"]
         max_pages = self.pagination.get("max_pages")
-        request: PageRequest | None = PageRequest(self.config["url"], self._first_params())
+        request: PageRequest | None = PageRequest(self.first_url, self._first_params())
         number = 0
         while request is not None:
             number += 1
@@ -242,7 +269,7 @@ class HttpExtractor(Extractor):
         """One request: the response when usable, else why it should be retried and the
         wait the server asked for. Errors that a retry cannot fix raise at once."""
         try:
-            response = self.session.get(
+            response = self.session.get_with_credentials(
                 request.url, params=request.params, timeout=self.config["timeout"]
             )
         except requests.Timeout:

@@ -16,8 +16,8 @@ from typing import IO, Any
 
 import orjson
 
-from connectors.extractors.files import check_readable, matching_files
-from connectors.sdk import ConnectorError, Extractor, RecordStream
+from connectors.extractors.files import BytesRead, check_readable, matching_files
+from connectors.sdk import ConnectorError, Extractor, ReadProgress, RecordStream
 
 CHUNK_CHARACTERS = 1 << 20  # read a JSON array 1 Mi characters at a time
 _WHITESPACE = " \t\n\r"
@@ -140,6 +140,7 @@ class JsonlExtractor(Extractor):
         self.path: str | None = None
         self.line = 0
         self.handle: IO[str] | None = None
+        self.bytes_read: BytesRead | None = None
 
     def check(self) -> None:
         for path in check_readable(self.config["path"]):
@@ -148,16 +149,22 @@ class JsonlExtractor(Extractor):
     def position(self) -> dict[str, Any] | None:
         return {"file": self.path, "line": self.line} if self.path else None
 
+    def progress(self) -> ReadProgress | None:
+        return self.bytes_read.progress() if self.bytes_read else None
+
     def close(self) -> None:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
 
     def read(self, out: RecordStream) -> None:
-        for path in matching_files(self.config["path"]):
+        paths = matching_files(self.config["path"])
+        self.bytes_read = BytesRead(paths)
+        for path in paths:
             self.close()
             self.path, self.line = path, 0
             self.handle = self._open(path)
+            self.bytes_read.open_file(path, self.handle)
             if self._format_of(path) == "json_array":
                 self._read_array(self.handle, path, out)
             else:

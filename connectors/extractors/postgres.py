@@ -21,11 +21,22 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from connectors.sdk import Column, ConfigError, ConnectorError, Extractor, RecordStream
+from connectors.sdk import (
+    Column,
+    ConfigError,
+    ConnectorError,
+    Extractor,
+    ReadProgress,
+    RecordStream,
+)
 
 log = logging.getLogger("connectors.postgres")
 
 CURSOR_NAME = "etlctl_extract"
+# For the percentage shown: a table's planner estimate (pg_class.reltuples) when it is at
+# least this large, else an exact count(*), which the server gives up after the budget.
+SMALL_TABLE_ROWS = 100_000
+COUNT_BUDGET_MS = 1000
 # Type OIDs (pg_type) of the built-in types, by protocol column type.
 INTEGER_OIDS = {20, 21, 23, 26}  # int8, int2, int4, oid
 NUMBER_OIDS = {700, 701, 1700}  # float4, float8, numeric
@@ -135,6 +146,7 @@ class PostgresExtractor(Extractor):
         super().__init__(config, context)
         self.connection: psycopg.Connection[Any] | None = None
         self.rows_read = 0
+        self.rows_expected: int | None = None
 
     def check(self) -> None:
         with connect(self.config) as connection:
@@ -148,6 +160,13 @@ class PostgresExtractor(Extractor):
     def position(self) -> dict[str, Any]:
         return {"row": self.rows_read}
 
+    def progress(self) -> ReadProgress | None:
+        if self.rows_expected is None:
+            return None
+        return ReadProgress(
+            done=self.rows_read, total=max(self.rows_expected, self.rows_read), unit="records"
+        )
+
     def close(self) -> None:
         if self.connection is not None:
             self.connection.close()
@@ -156,6 +175,7 @@ class PostgresExtractor(Extractor):
     # --- reading ---------------------------------------------------------------------------
     def read(self, out: RecordStream) -> None:
         self.connection = connect(self.config)
+        self.rows_expected = self._estimate_rows()
         size = self.config["fetch_size"]
         # A named cursor lives on the server; withhold=False keeps it inside this transaction.
         cursor = self.connection.cursor(name=CURSOR_NAME)
@@ -186,7 +206,32 @@ class PostgresExtractor(Extractor):
             return sql.SQL("SELECT * FROM {}").format(sql.Identifier(self.config["schema"], table))
         return sql.SQL(self.config["query"].strip().rstrip(";"))
 
-    def _select(self) -> tuple[sql.Composable, list[Any]]:
+    def _estimate_rows(self) -> int | None:
+        """What this sync reads, cheaply: the planner's row estimate of a large table read
+        whole, else count(*) within COUNT_BUDGET_MS; None when neither is at hand. On a
+        connection of its own, so that a cancelled count leaves the read untouched."""
+        statement, parameters = self._select(ordered=False)
+        table = self.config.get("table")
+        try:
+            with connect(self.config, autocommit=True) as connection:
+                if table and not parameters:
+                    row = connection.execute(
+                        "SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n "
+                        "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+                        [self.config["schema"], table],
+                    ).fetchone()
+                    if row and row[0] is not None and row[0] >= SMALL_TABLE_ROWS:
+                        return int(row[0])
+                connection.execute(f"SET statement_timeout = {COUNT_BUDGET_MS}")
+                counted = connection.execute(
+                    sql.SQL("SELECT count(*) FROM ({}) AS counted").format(statement), parameters
+                ).fetchone()
+                return int(counted[0]) if counted else None
+        except (psycopg.Error, ConnectorError) as exc:
+            log.info("no row estimate for the progress display: %s", _first_line(exc))
+            return None
+
+    def _select(self, ordered: bool = True) -> tuple[sql.Composable, list[Any]]:
         statement = sql.SQL("SELECT * FROM ({}) AS source").format(self._source_sql())
         cursor_field = self.context.sync.cursor_field
         if cursor_field is None or self.context.sync.mode == "full_refresh":
@@ -197,6 +242,8 @@ class PostgresExtractor(Extractor):
         if start is not None:
             statement += sql.SQL(" WHERE {} >= %s").format(cursor)
             parameters.append(start)
+        if not ordered:
+            return statement, parameters
         # Cursor order lets checkpoints fall between batches; NULL cursors sort last.
         return statement + sql.SQL(" ORDER BY {}").format(cursor), parameters
 

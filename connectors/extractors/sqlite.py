@@ -14,16 +14,27 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
 import orjson
 
-from connectors.sdk import Column, ConfigError, ConnectorError, Extractor, RecordStream
+from connectors.sdk import (
+    Column,
+    ConfigError,
+    ConnectorError,
+    Extractor,
+    ReadProgress,
+    RecordStream,
+)
 from connectors.sdk.values import json_type_of, merge_types
 
 Converter = Callable[[Any], Any]
+# count(*) of what a sync reads, for the percentage shown: given up past this (a huge table,
+# a slow query), and the user sees counters without a percentage.
+COUNT_BUDGET_SECONDS = 0.5
 
 
 def quote(identifier: str) -> str:
@@ -133,6 +144,7 @@ class SqliteExtractor(Extractor):
         super().__init__(config, context)
         self.db: sqlite3.Connection | None = None
         self.rows_read = 0
+        self.rows_expected: int | None = None
 
     def check(self) -> None:
         db = self._connect()
@@ -146,6 +158,13 @@ class SqliteExtractor(Extractor):
     def position(self) -> dict[str, Any]:
         return {"row": self.rows_read}
 
+    def progress(self) -> ReadProgress | None:
+        if self.rows_expected is None:
+            return None
+        return ReadProgress(
+            done=self.rows_read, total=max(self.rows_expected, self.rows_read), unit="records"
+        )
+
     def close(self) -> None:
         if self.db is not None:
             self.db.close()
@@ -154,6 +173,7 @@ class SqliteExtractor(Extractor):
     # --- reading ---------------------------------------------------------------------------
     def read(self, out: RecordStream) -> None:
         self.db = self._connect()
+        self.rows_expected = self._count_rows()
         sql, parameters = self._select()
         try:
             cursor = self.db.execute(sql, parameters)
@@ -187,7 +207,20 @@ class SqliteExtractor(Extractor):
             return f"SELECT * FROM {quote(self.config['table'])}"
         return self.config["query"].strip().rstrip(";")
 
-    def _select(self) -> tuple[str, list[Any]]:
+    def _count_rows(self) -> int | None:
+        """How many rows this sync reads, when SQLite can count them within the budget."""
+        assert self.db is not None
+        sql, parameters = self._select(ordered=False)
+        deadline = time.monotonic() + COUNT_BUDGET_SECONDS
+        self.db.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        try:
+            return int(self.db.execute(f"SELECT count(*) FROM ({sql})", parameters).fetchone()[0])
+        except sqlite3.Error:  # interrupted past the budget, or a query count(*) cannot wrap
+            return None
+        finally:
+            self.db.set_progress_handler(None, 0)
+
+    def _select(self, ordered: bool = True) -> tuple[str, list[Any]]:
         sql = f"SELECT * FROM ({self._source_sql()}) AS source"
         cursor_field = self.context.sync.cursor_field
         if cursor_field is None or self.context.sync.mode == "full_refresh":
@@ -200,7 +233,7 @@ class SqliteExtractor(Extractor):
             parameters.append(start)
         # Cursor order lets checkpoints fall between batches; NULL cursors come first in
         # SQLite and are not read by later incremental syncs (see docs/connectors.md).
-        return sql + f" ORDER BY {cursor}", parameters
+        return (sql + f" ORDER BY {cursor}" if ordered else sql), parameters
 
     def _columns(self, names: list[str], sample: list[tuple[Any, ...]]) -> list[Column]:
         declared = self._declared_types()

@@ -5,7 +5,13 @@
 * incremental appends; with a primary key (and always in dedup) rows are upserted, keeping
   the latest version by cursor when there is one, else the last one seen;
 * every commit writes ``(connection, run_id, last_seq)`` into ``_etlctl_loads`` in the same
-  transaction as the rows: a loader restarted after a crash skips what it committed.
+  transaction as the rows: a loader restarted after a crash skips what it committed;
+* several loaders may write one file at once (two connections, two tables, two cron jobs of
+  the same minute): each write transaction starts with ``BEGIN IMMEDIATE``, which waits
+  (busy timeout) for the other writer's commit. A deferred ``BEGIN`` would take a read lock
+  first and fail at once with "database is locked" when it later needs the write lock while
+  another writer holds it, busy timeout or not. A transaction opens at the first write
+  after a commit, never while the loader waits for messages.
 
 It writes through apsw rather than the standard library's sqlite3: apsw binds parameters with
 far less overhead per value and brings a current SQLite, which more than halves the time of
@@ -101,11 +107,10 @@ class SqliteLoader(Loader):
             (self.load_name, self.context.run_id),
         ).fetchall()), None)
         self.resuming = found is not None
-        db.execute("BEGIN")
         return LoadMark(seq=found[0], records=found[1]) if found else LoadMark()
 
     def begin(self, schema: Schema) -> None:
-        db = self._db()
+        db = self._writing()
         self._json_columns = {c.name for c in schema.columns if c.type == "json"}
         if self.full_refresh and not self.resuming:
             # A staging table left by a failed earlier run is stale: start it afresh.
@@ -126,6 +131,7 @@ class SqliteLoader(Loader):
         self._json_columns = set()  # unknown after a restart: JSON values are encoded anyway
 
     def add_columns(self, columns: list[Column]) -> None:
+        self._writing()
         self._json_columns |= {c.name for c in columns if c.type == "json"}
         self._add_missing_columns(columns)
         self._statements.clear()
@@ -137,7 +143,7 @@ class SqliteLoader(Loader):
                 value = row[index]
                 if value is not None:
                     row[index] = orjson.dumps(value).decode()
-        db = self._db()
+        db = self._writing()
         # executemany stops at the first row SQLite refuses, with the rows before it applied.
         # A savepoint lets us undo that part and write the batch again row by row, so that
         # the bad row is named (on_error: fail) or rejected alone (skip) instead of the whole
@@ -165,13 +171,12 @@ class SqliteLoader(Loader):
                 self.reject(reason, index, dict(zip(columns, row, strict=False)))
 
     def commit(self, mark: LoadMark) -> None:
-        db = self._db()
+        db = self._writing()
         self._record_mark(mark)
         db.execute("COMMIT")
-        db.execute("BEGIN")
 
     def finish(self, mark: LoadMark) -> None:
-        db = self._db()
+        db = self._writing()
         if self.full_refresh:
             # Swap in the same transaction as the last rows and the mark: all or nothing.
             db.execute(f"DROP TABLE IF EXISTS {quote(self.table)}")
@@ -196,6 +201,13 @@ class SqliteLoader(Loader):
         if self.db is None:
             raise ConnectorError("the sqlite loader is not started")
         return self.db
+
+    def _writing(self) -> apsw.Connection:
+        """The connection, inside a write transaction (see the module's docstring)."""
+        db = self._db()
+        if db.getautocommit():
+            db.execute("BEGIN IMMEDIATE")
+        return db
 
     def _record_mark(self, mark: LoadMark) -> None:
         self._db().execute(

@@ -8,7 +8,7 @@ protocol of docs/connector-protocol.md for you. See docs/connectors.md.
 
 from connectors.sdk.context import RunContext
 from connectors.sdk.errors import ConfigError, ConnectorError, ProtocolError, RecordError
-from connectors.sdk.extractor import Extractor, RecordStream
+from connectors.sdk.extractor import Extractor, ReadProgress, RecordStream
 from connectors.sdk.loader import Loader, LoadMark
 from connectors.sdk.protocol import Column, Schema
 
@@ -20,6 +20,7 @@ __all__ = [
     "LoadMark",
     "Loader",
     "ProtocolError",
+    "ReadProgress",
     "RecordError",
     "RecordStream",
     "RunContext",

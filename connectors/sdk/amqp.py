@@ -194,6 +194,7 @@ class PublisherThread:
     ) -> None:
         self._jobs: queue.Queue[tuple[Callable[[], None], bool] | None] = queue.Queue(depth)
         self._error: BaseException | None = None
+        self.waited_seconds = 0.0  # the caller's time blocked on a full line (backpressure)
         self._ready = threading.Event()
         self._session: BrokerSession | None = None
         self._thread = threading.Thread(
@@ -251,7 +252,9 @@ class PublisherThread:
             self._raise_failure()
         if not self._thread.is_alive():
             raise ConnectorError("the AMQP publisher thread stopped")
+        started = time.monotonic()
         self._jobs.put((work, even_after_failure))
+        self.waited_seconds += time.monotonic() - started
 
     def publish_data(self, queue_name: str, message_type: str, seq: int, body: bytes) -> None:
         self._submit(lambda: self._active().publish_data(queue_name, message_type, seq, body))

@@ -109,12 +109,23 @@ class _QueueDeliveries:
 
 
 def _run_extractor(extractor: Any, run: RunFile, session: Any) -> None:
-    from connectors.sdk.extractor import extract
+    from connectors.sdk.extractor import RecordStream
 
     assert run.broker is not None
     publisher = _QueuePublisher(session, run.broker.data_queue)
+    out = RecordStream(
+        publisher,
+        extractor.context,
+        extractor.stream_name,
+        filters_by_cursor=extractor.filters_by_cursor,
+        sorted_by_cursor=extractor.sorted_by_cursor,
+        position=extractor.position,
+        progress=extractor.progress,
+    )
+    started = time.monotonic()
     try:
-        out = extract(extractor, publisher)
+        extractor.read(out)
+        out.end()
     except ConnectorError as exc:
         if exc.position is None:
             exc.position = extractor.position()
@@ -123,8 +134,18 @@ def _run_extractor(extractor: Any, run: RunFile, session: Any) -> None:
         raise ConnectorError(f"{type(exc).__name__}: {exc}", extractor.position()) from exc
     finally:
         extractor.close()
+    # Where the time went: reading and encoding, or waiting for the broker to take batches
+    # (a full data queue: the loader is the slower side).
+    elapsed = time.monotonic() - started
+    waited = min(session.waited_seconds, elapsed)
     publisher.publish_event(
-        "done", records=out.records_sent, bytes=out.bytes_sent, skipped=out.rejected
+        "done",
+        records=out.records_sent,
+        bytes=out.bytes_sent,
+        skipped=out.rejected,
+        busy_seconds=round(elapsed - waited, 3),
+        wait_seconds=round(waited, 3),
+        queue_full=session.nacks,
     )
     session.flush()  # exit 0 only once the broker confirmed END and done
     log.info(

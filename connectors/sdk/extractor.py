@@ -11,11 +11,6 @@ An author writes either
 Either way the SDK batches rows under ``max_records``/``max_bytes``, publishes SCHEMA,
 RECORDS, CHECKPOINT and END with publisher confirms and backpressure, filters by the saved
 cursor (unless the source does it itself), and reports progress, rejects and errors.
-
-A source with several streams (tables, endpoints) lists them in ``streams()`` and reads one
-in ``read_stream(name, out)``; the SDK calls it once per stream the run selects, each with
-its own ``RecordStream`` and with ``self.context`` set to that stream's mode, cursor, key
-and state. A source with one stream needs neither: it is the stream ``stream_name``.
 """
 
 from __future__ import annotations
@@ -23,15 +18,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import orjson
 
 from connectors.sdk.context import RunContext
+from connectors.sdk.cursor import CursorTracker
 from connectors.sdk.errors import ConfigError, ConnectorError, Position, RecordError
 from connectors.sdk.faults import Faults
 from connectors.sdk.protocol import (
-    ALL_STREAMS,
     CHECKPOINT,
     END,
     MAX_MESSAGE_BYTES,
@@ -40,7 +36,6 @@ from connectors.sdk.protocol import (
     SCHEMA,
     Column,
     Schema,
-    StreamInfo,
 )
 from connectors.sdk.rejects import Rejects
 from connectors.sdk.transform import Transform, TransformError, TransformPlan
@@ -52,6 +47,20 @@ PROGRESS_INTERVAL_SECONDS = 1.0
 INFERENCE_SAMPLE = 1000  # dict records buffered to infer the schema before the first batch
 # Fill batches to 90% of max_bytes, so that rows a little larger than the average still fit.
 BYTES_HEADROOM = 0.9
+
+
+@dataclass(frozen=True)
+class ReadProgress:
+    """How far an extractor has read of all there is to read, when it can tell cheaply:
+    files by bytes, SQL sources by rows (an estimate), APIs by the total they report.
+    Sent in progress events as ``estimate`` (docs/connector-protocol.md)."""
+
+    done: int
+    total: int
+    unit: str = "bytes"  # "bytes" or "records"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"unit": self.unit, "done": self.done, "total": self.total}
 
 
 class Publisher(Protocol):
@@ -81,14 +90,6 @@ class Extractor:
     def check(self) -> None:
         """Raise ConfigError or ConnectorError when the source cannot be read."""
 
-    def streams(self) -> list[StreamInfo]:
-        """The streams this source offers (``discover``); by default the one ``stream_name``."""
-        return [StreamInfo(self.stream_name)]
-
-    def read_stream(self, stream: str, out: RecordStream) -> None:
-        """Produce the records of one stream; with one stream, that is ``read(out)``."""
-        self.read(out)
-
     def records(self) -> Iterator[dict[str, Any]]:
         """Yield records as dicts (the simple way)."""
         raise NotImplementedError(f"{type(self).__name__} implements neither records() nor read()")
@@ -102,43 +103,17 @@ class Extractor:
         """Where the extractor is (``{"file": ..., "line": ...}``), for error events."""
         return None
 
+    def progress(self) -> ReadProgress | None:
+        """How far the read is of its total; None when the total is not known (the user
+        then sees counters without a percentage)."""
+        return None
+
     def close(self) -> None:
         """Release files and connections; called whatever happened."""
 
 
-class RunOutput:
-    """What the streams of one run share: the publisher, the run's record and byte counts
-    (CHECKPOINT and END carry the run's totals), its rejects and the pace of progress."""
-
-    def __init__(self, publisher: Publisher, context: RunContext) -> None:
-        self.publisher = publisher
-        self.context = context
-        self.records_sent = 0
-        self.bytes_sent = 0
-        self.rejects = Rejects(publisher, context)
-        self.last_progress = time.monotonic()
-
-    def send(self, message_type: str, payload: dict[str, Any]) -> None:
-        self.send_body(message_type, orjson.dumps(payload, default=_json_default))
-
-    def send_body(self, message_type: str, body: bytes) -> None:
-        self.publisher.publish_message(message_type, body)
-        self.bytes_sent += len(body)
-
-    @property
-    def rejected(self) -> int:
-        return self.rejects.count
-
-    def end(self, streams: list[str], final: dict[str, Any] | None = None) -> None:
-        """END, with the run's total and its streams (a loader restarted after their SCHEMA
-        still finishes each one); ``final``: the only stream's state, version-1 style."""
-        announced = self.records_sent + (1 if Faults().reached("end_count") else 0)
-        self.send(END, {"records": announced, "streams": streams, **(final or {})})
-
-
 class RecordStream:
-    """The author's handle to one stream of the sync: schema, rows, rejects. Batching
-    happens here."""
+    """The author's handle to the sync: schema, rows, rejects. Batching happens here."""
 
     def __init__(
         self,
@@ -148,13 +123,13 @@ class RecordStream:
         filters_by_cursor: bool,
         sorted_by_cursor: bool,
         position: Callable[[], Position | None] = lambda: None,
-        output: RunOutput | None = None,
+        progress: Callable[[], ReadProgress | None] = lambda: None,
     ) -> None:
         self.publisher = publisher
         self.position = position
+        self.read_progress = progress
         self.context = context
         self.stream = stream
-        self.output = output or RunOutput(publisher, context)
         self.schema: Schema | None = None  # what is sent: the columns after the transform
         self.source_columns: list[Column] = []
         try:
@@ -162,34 +137,34 @@ class RecordStream:
         except TransformError as exc:
             raise ConfigError(f"invalid transform: {exc}") from None
         self._plan: TransformPlan | None = None
+        self.records_sent = 0
+        self.bytes_sent = 0
+        self._rejects = Rejects(publisher, context)
         self._pending: list[Any] = []
         self._target_rows = context.batch.max_records
         self._batches_since_checkpoint = 0
+        self._last_progress = -PROGRESS_INTERVAL_SECONDS  # the first batch reports at once
         # Dict path: a sample buffered until the schema is inferred.
         self._sample: list[dict[str, Any]] | None = []
         self._index: dict[str, int] = {}
-        # Incremental reading.
+        self._source_names: list[str] = []
+        # Incremental reading: the saved cursor, its boundary, the cursor to save next.
         sync = context.sync
         self._cursor_field = sync.cursor_field
-        self._start_cursor = None if filters_by_cursor else context.start_cursor
-        self._max_cursor = context.start_cursor
+        self._cursor: CursorTracker | None = None
+        if sync.cursor_field:
+            self._cursor = CursorTracker(
+                sync.cursor_field,
+                context.state,
+                context.start_cursor,
+                filter_rows=not filters_by_cursor,
+                check_order=sync.mode != "full_refresh",
+            )
         self._cursor_index: int | None = None
         self._checkpoints_between_batches = (
             sorted_by_cursor and sync.mode != "full_refresh" and bool(sync.cursor_field)
         )
         self._checkpoint_due = False
-        # Smallest cursor among the rows held back in _pending (sorted sources): a checkpoint
-        # taken while rows wait there must not claim their cursors yet.
-        self._pending_floor: Any = None
-
-    @property
-    def records_sent(self) -> int:
-        """Records published so far in the run (all streams)."""
-        return self.output.records_sent
-
-    @property
-    def bytes_sent(self) -> int:
-        return self.output.bytes_sent
 
     # --- schema ------------------------------------------------------------------------
     def declare(self, columns: Sequence[Column], key_properties: Sequence[str] = ()) -> None:
@@ -214,6 +189,7 @@ class RecordStream:
         keys = list(key_properties or self.context.sync.primary_key)
         self.schema = Schema(self.stream, output, keys)
         self._index = {column.name: i for i, column in enumerate(columns)}
+        self._source_names = [column.name for column in columns]
         if self._cursor_field is not None:
             self._cursor_index = self._index.get(self._cursor_field)
         self._send(SCHEMA, self.schema.to_json())
@@ -222,7 +198,9 @@ class RecordStream:
 
     def _require_cursor_column(self) -> None:
         if self._cursor_field is not None and self._cursor_index is None:
-            needed = self._start_cursor is not None or self.context.sync.mode != "full_refresh"
+            needed = (
+                self.context.start_cursor is not None or self.context.sync.mode != "full_refresh"
+            )
             if needed:
                 raise ConnectorError(
                     f"cursor field {self._cursor_field!r} is not a column of the source "
@@ -237,10 +215,8 @@ class RecordStream:
         if self.schema is None:
             raise ConnectorError("write_rows() before declare()")
         pending = self._pending
-        if self._cursor_index is not None:
-            rows = self._track_cursor(rows)
-            if not pending and self._checkpoints_between_batches:
-                self._pending_floor = self._first_cursor(rows)
+        if self._cursor is not None and self._cursor_index is not None:
+            rows = self._cursor.track(rows, self._cursor_index, self._source_names)
         if self._plan is not None:
             rows = self._apply_transform(self._plan, rows)
         if not pending and len(rows) == self._target_rows:
@@ -252,28 +228,6 @@ class RecordStream:
                 del pending[: self._target_rows]
                 self._publish_rows(batch)
         self._checkpoint_if_due()
-
-    def _first_cursor(self, rows: list[Any]) -> Any:
-        index = self._cursor_index
-        return next((row[index] for row in rows if row[index] is not None), None)
-
-    def _track_cursor(self, rows: list[Any]) -> list[Any]:
-        index = self._cursor_index
-        start = self._start_cursor
-        try:
-            if start is not None:
-                rows = [row for row in rows if row[index] is not None and row[index] >= start]
-            present = [row[index] for row in rows if row[index] is not None]
-            if present:
-                batch_max = max(present)
-                if self._max_cursor is None or batch_max > self._max_cursor:
-                    self._max_cursor = batch_max
-        except TypeError as exc:
-            raise ConnectorError(
-                f"cursor field {self._cursor_field!r}: values cannot be compared "
-                f"with the saved cursor {start!r} ({exc})"
-            ) from None
-        return rows
 
     def _apply_transform(self, plan: TransformPlan, rows: list[Any]) -> list[Any]:
         out = []
@@ -322,12 +276,12 @@ class RecordStream:
     # --- rejects ------------------------------------------------------------------------
     @property
     def rejected(self) -> int:
-        return self.output.rejects.count
+        return self._rejects.count
 
     def reject(self, reason: str, position: Position | None = None, raw: Any = None) -> None:
         """A bad record: stops the sync under ``on_error: fail``; under ``skip`` it is counted,
         reported and appended to the rejects file, and the sync goes on."""
-        self.output.rejects.reject(reason, position, raw)
+        self._rejects.reject(reason, position, raw)
 
     # --- batches and messages -----------------------------------------------------------
     def flush(self) -> None:
@@ -341,10 +295,7 @@ class RecordStream:
 
     def _publish_rows(self, rows: list[Any]) -> None:
         assert self.schema is not None
-        body = orjson.dumps(
-            {"stream": self.stream, "columns": self.schema.names, "rows": rows},
-            default=_json_default,
-        )
+        body = orjson.dumps({"columns": self.schema.names, "rows": rows}, default=_json_default)
         limit = self.context.batch.max_bytes
         if len(body) > limit and len(rows) > 1:
             middle = len(rows) // 2
@@ -357,8 +308,8 @@ class RecordStream:
                 position={"record": self.records_sent + 1},
             )
         self._adapt_batch_size(len(rows), len(body))
-        self.output.send_body(RECORDS, body)
-        self.output.records_sent += len(rows)
+        self._send_body(RECORDS, body)
+        self.records_sent += len(rows)
         self._after_batch()
 
     def _adapt_batch_size(self, rows: int, size: int) -> None:
@@ -375,18 +326,22 @@ class RecordStream:
             # Not here: a batch split in halves by size has its second half still to go.
             self._checkpoint_due = True
         now = time.monotonic()
-        if now - self.output.last_progress >= PROGRESS_INTERVAL_SECONDS:
-            self.output.last_progress = now
-            self.publisher.publish_event(
-                "progress", essential=False, records=self.records_sent, bytes=self.bytes_sent
-            )
+        if now - self._last_progress >= PROGRESS_INTERVAL_SECONDS:
+            self._last_progress = now
+            self.report_progress()
+
+    def report_progress(self) -> None:
+        """A progress event: records and bytes sent, and the read estimate when known."""
+        fields: dict[str, Any] = {"records": self.records_sent, "bytes": self.bytes_sent}
+        estimate = self.read_progress()
+        if estimate is not None:
+            fields["estimate"] = estimate.to_json()
+        self.publisher.publish_event("progress", essential=False, **fields)
 
     def state(self) -> dict[str, Any] | None:
-        if self._cursor_field is None:
+        if self._cursor is None:
             return self.context.state
-        if self._max_cursor is None:
-            return self.context.state
-        return {**(self.context.state or {}), "cursor": self._max_cursor}
+        return self._cursor.state(self.context.state)
 
     def _checkpoint_if_due(self) -> None:
         if self._checkpoint_due:
@@ -394,84 +349,33 @@ class RecordStream:
             self.checkpoint()
 
     def checkpoint(self) -> None:
-        """Everything published so far may be committed under the current state."""
+        """Everything read so far may be committed under the current state."""
         self._batches_since_checkpoint = 0
+        if self._pending:
+            # The state covers every row read, so the rows held back go first (a short batch
+            # once per checkpoint): then the boundary it names is exactly what was sent.
+            batch, self._pending = self._pending, []
+            self._publish_rows(batch)
+            self._batches_since_checkpoint = 0
+            self._checkpoint_due = False
         state = self.state()
-        if self._pending and self._pending_floor is not None and state is not None:
-            # Rows held back are not published yet: resume at the first of them (``>=``).
-            state = {**state, "cursor": self._pending_floor}
         if state is not None:
-            self._send(
-                CHECKPOINT, {"stream": self.stream, "state": state, "records": self.records_sent}
-            )
+            self._send(CHECKPOINT, {"state": state, "records": self.records_sent})
 
-    def finish(self, checkpoint: bool = True) -> None:
-        """The stream is read: publish what is held back and, with ``checkpoint``, its final
-        state (a run of several streams commits each one as it ends)."""
+    def end(self) -> None:
         self.flush()
         if self.schema is None:
             self.declare([])  # an empty source still tells the loader its (empty) schema
         self._require_cursor_column()
-        if checkpoint:
-            self.checkpoint()
-
-    def end(self) -> None:
-        """The stream is the run's only one: finish it and END with its state (the shape a
-        version-1 loader knows)."""
-        self.finish(checkpoint=False)
-        self.output.end([self.stream], {"stream": self.stream, "state": self.state()})
+        announced = self.records_sent + (1 if Faults().reached("end_count") else 0)
+        self._send(END, {"records": announced, "state": self.state()})
 
     def _send(self, message_type: str, payload: dict[str, Any]) -> None:
-        self.output.send(message_type, payload)
+        self._send_body(message_type, orjson.dumps(payload, default=_json_default))
 
-
-def selected_streams(extractor: Extractor, context: RunContext) -> list[str]:
-    """The names of the streams this run reads, in the source's order. A stream the
-    selection names but the source does not offer is a config error (a typo must not pass
-    for an empty stream)."""
-    offered = [stream.name for stream in extractor.streams()]
-    unknown = [
-        selection.name
-        for selection in context.streams
-        if selection.name != ALL_STREAMS and selection.name not in offered
-    ]
-    if unknown:
-        raise ConfigError(
-            f"stream {unknown[0]!r} is not offered by this source "
-            f"(it offers: {', '.join(offered) or 'none'})"
-        )
-    return [name for name in offered if context.selects(name)]
-
-
-def extract(extractor: Extractor, publisher: Publisher) -> RunOutput:
-    """Read every selected stream into the queue, then END. While a stream is read,
-    ``extractor.context`` is that stream's context; the run's is restored afterwards."""
-    run_context = extractor.context
-    names = selected_streams(extractor, run_context)
-    output = RunOutput(publisher, run_context)
-    try:
-        for name in names:
-            only = len(names) == 1
-            extractor.context = run_context.for_stream(name, only=only)
-            out = RecordStream(
-                publisher,
-                extractor.context,
-                name,
-                filters_by_cursor=extractor.filters_by_cursor,
-                sorted_by_cursor=extractor.sorted_by_cursor,
-                position=extractor.position,
-                output=output,
-            )
-            extractor.read_stream(name, out)
-            if only:
-                out.end()
-                return output
-            out.finish()
-            log.info("stream %s: read (%d records in the run so far)", name, out.records_sent)
-    finally:
-        extractor.context = run_context
-    output.end(names)
-    return output
+    def _send_body(self, message_type: str, body: bytes) -> None:
+        self.publisher.publish_message(message_type, body)
+        self.bytes_sent += len(body)
 
 
 def _json_default(value: Any) -> Any:

@@ -3,15 +3,10 @@ consumes the data queue and drives it.
 
 The engine consumes with manual acknowledgements and a prefetch larger than ``commit_every``,
 calls ``write_batch`` for every RECORDS message, ``commit`` at every CHECKPOINT, every
-``commit_every`` batches and at END (``finish``), and acknowledges (multiple=True) only what
+``commit_every`` batches, when the queue stays idle for ``IDLE_SECONDS`` and at END
+(``finish``), and acknowledges (multiple=True) only what
 is committed. A loader that stores ``(run_id, seq)`` with its commits (``start`` returns it)
 gets exactly-once: redelivered messages it already committed are acknowledged and skipped.
-
-Streams: every message names its stream (protocol 2; a version-1 extractor's messages belong
-to its only stream). The engine asks ``for_stream`` for the loader that writes each stream:
-by default the loader itself, which then takes one stream only; a loader that writes several
-returns one per stream that shares its target (connection, transaction), and the engine
-commits through the first.
 """
 
 from __future__ import annotations
@@ -72,12 +67,10 @@ class LoadMark:
 class Loader:
     """Base class of loaders. The SDK calls, in order:
 
-    ``start()`` once; ``for_stream(stream, context)`` at a stream's first message;
-    ``begin(schema)`` at its first SCHEMA; ``add_columns(columns)`` when a later SCHEMA adds
-    columns; ``write_batch(columns, rows)`` per batch; ``commit(mark)`` at commit points;
-    at END ``finish_stream()`` per stream (for full_refresh, swap the staging copy in) and
-    ``finish(mark)`` (commit the rest); ``close(failed)`` always, last. Per-stream calls go
-    to the loader ``for_stream`` returned; start, commit, finish and close to this one.
+    ``start()`` once; ``begin(schema)`` at the first SCHEMA; ``add_columns(columns)`` when a
+    later SCHEMA adds columns; ``write_batch(columns, rows)`` per batch; ``commit(mark)``
+    at commit points; ``finish(mark)`` at END (commit the rest and, for full_refresh, swap
+    the staging copy in); ``close(failed)`` always, last.
     """
 
     #: sync modes this loader supports; others are refused before anything is written
@@ -95,11 +88,6 @@ class Loader:
     def start(self) -> LoadMark:
         """Open the target; return what is already committed of this run (a restart)."""
         return LoadMark()
-
-    def for_stream(self, stream: str, context: RunContext) -> Loader:
-        """The loader that writes ``stream`` (``context``: the stream's mode, cursor, key).
-        This one by default: such a loader takes one stream per run."""
-        return self
 
     def begin(self, schema: Schema) -> None:
         """Prepare the target (or its staging copy) for these columns."""
@@ -128,12 +116,8 @@ class Loader:
     def commit(self, mark: LoadMark) -> None:
         """Make everything written durable, together with ``mark`` when you can."""
 
-    def finish_stream(self) -> None:
-        """END, for each stream: make its result visible (the full_refresh swap), in the
-        transaction that ``finish`` commits when the target has one."""
-
     def finish(self, mark: LoadMark) -> None:
-        """END, once streams are finished: commit the rest."""
+        """END: commit the rest and make the result visible (the full_refresh swap)."""
         self.commit(mark)
 
     def close(self, failed: bool) -> None:
@@ -171,9 +155,10 @@ class LoadEngine:
         self._dirty = False
         self._last_progress = time.monotonic()
         self._faults = Faults()
-        # The loader writing each stream, in order of arrival; a version-1 extractor's
-        # messages that name no stream belong to the one it declared.
-        self._writers: dict[str, Loader] = {}
+        # Where the time went: writing and committing, or waiting for the extractor's data.
+        self._started = time.monotonic()
+        self._handling_since: float | None = None
+        self.busy_seconds = 0.0
 
     @property
     def prefetch(self) -> int:
@@ -182,17 +167,31 @@ class LoadEngine:
         return self.context.batch.commit_every * 2 + 4
 
     def run(self) -> None:
-        self._check_mode(self.context.sync.mode, self.loader)
+        mode = self.context.sync.mode
+        if mode not in self.loader.modes:
+            raise ConfigError(
+                f"this loader does not support mode {mode!r} (it supports: "
+                f"{', '.join(self.loader.modes)})"
+            )
         self._committed = self.loader.start()
         self._last_seq = self._committed.seq
         self.received = self._committed.records
         if self._committed.seq:
             log.info("resuming run after message %d", self._committed.seq)
+        self._started = time.monotonic()
         for delivery in self.source.deliveries(self.prefetch):
             if delivery is None:
+                if self._dirty:
+                    # Nothing came for a while (a slow source): commit what is written, so
+                    # that it is durable and the target's write lock is free for others.
+                    self._commit()
                 self._report_progress(force=True)
                 continue
-            if self._handle(delivery):
+            self._handling_since = time.monotonic()
+            over = self._handle(delivery)
+            self.busy_seconds += time.monotonic() - self._handling_since
+            self._handling_since = None
+            if over:
                 return
 
     def _handle(self, delivery: Any) -> bool:
@@ -206,7 +205,7 @@ class LoadEngine:
             self.source.ack(delivery.tag)
             if delivery.type == END:
                 # Finished before a crash that lost the acknowledgement: report it again.
-                self._checkpoint_committed(orjson.loads(delivery.body))
+                self._checkpoint_committed(orjson.loads(delivery.body).get("state"))
                 self._done()
                 return True
             return False
@@ -223,7 +222,7 @@ class LoadEngine:
         elif delivery.type == SCHEMA:
             self._on_schema(Schema.from_json(body))
         elif delivery.type == CHECKPOINT:
-            self._commit(body)
+            self._commit(body.get("state"))
         elif delivery.type == END:
             self._on_end(body)
             return True
@@ -231,69 +230,29 @@ class LoadEngine:
             raise ProtocolError(f"unknown message type {delivery.type!r}")
         return False
 
-    # --- streams -------------------------------------------------------------------------
-    def _check_mode(self, mode: str, loader: Loader, stream: str | None = None) -> None:
-        if mode not in loader.modes:
-            raise ConfigError(
-                f"{f'stream {stream!r}: ' if stream else ''}this loader does not support mode "
-                f"{mode!r} (it supports: {', '.join(loader.modes)})"
-            )
-
-    def _stream_of(self, body: dict[str, Any]) -> str:
-        stream = body.get("stream")
-        if isinstance(stream, str):
-            return stream
-        if len(self._writers) > 1:
-            raise ProtocolError("a message names no stream in a run of several streams")
-        return next(iter(self._writers), "")
-
-    def _writer(self, stream: str) -> Loader:
-        writer = self._writers.get(stream)
-        if writer is not None:
-            return writer
-        context = self.context.for_stream(stream, only=False)
-        writer = self.loader.for_stream(stream, context)
-        if any(known is writer for known in self._writers.values()):
-            raise ProtocolError(
-                f"this loader writes one stream per run, and the extractor sent a second one "
-                f"({stream!r} after {next(iter(self._writers))!r}): select one stream, or "
-                "use a loader that writes several"
-            )
-        self._check_mode(context.sync.mode, writer, stream)
-        writer.batch_rejects = self.loader.batch_rejects
-        self._writers[stream] = writer
-        return writer
-
-    def _resumed_writer(self, stream: str, columns: list[str]) -> Loader:
-        """The writer of a stream whose SCHEMA was committed before a restart."""
-        writer = self._writer(stream)
-        if writer.schema is None:
-            if not self._committed.seq:
-                raise ProtocolError(f"stream {stream!r}: data before its SCHEMA")
-            writer.schema = Schema(stream, [Column(name) for name in columns])
-            writer.resume(columns)
-        return writer
-
     def _on_schema(self, schema: Schema) -> None:
-        writer = self._writer(schema.stream)
-        current = writer.schema
+        current = self.loader.schema
         if current is None:
-            writer.schema = schema
-            writer.begin(schema)
+            self.loader.schema = schema
+            self.loader.begin(schema)
             return
         known = set(current.names)
         added = [column for column in schema.columns if column.name not in known]
         if added:
-            writer.add_columns(added)
-        writer.schema = Schema(schema.stream, current.columns + added, schema.key_properties)
+            self.loader.add_columns(added)
+        self.loader.schema = Schema(schema.stream, current.columns + added, schema.key_properties)
 
     def _on_records(self, body: dict[str, Any]) -> None:
         columns = body["columns"]
         rows = body["rows"]
-        writer = self._resumed_writer(self._stream_of(body), columns)
+        if self.loader.schema is None:
+            if not self._committed.seq:
+                raise ProtocolError("RECORDS before any SCHEMA")
+            self.loader.schema = Schema("", [Column(name) for name in columns])
+            self.loader.resume(columns)
         rejects = self.loader.batch_rejects
         rejects.start_batch(self.received)
-        writer.write_batch(columns, rows)
+        self.loader.write_batch(columns, rows)
         self.received += len(rows)
         self.skipped += rejects.in_batch
         self._dirty = True
@@ -305,39 +264,29 @@ class LoadEngine:
     def _mark(self) -> LoadMark:
         return LoadMark(seq=self._last_seq, records=self.received)
 
-    def _commit(self, checkpoint: dict[str, Any] | None = None) -> None:
-        """Commit, then report the ``checkpoint``'s state (if any), then acknowledge: in this
+    def _commit(self, state: Any = None) -> None:
+        """Commit, then report the checkpoint ``state`` (if any), then acknowledge: in this
         order only, so that nothing acknowledged or reported is uncommitted."""
         mark = self._mark()
         self._faults.crash("before_commit")
         self.loader.commit(mark)
-        self._committed_through(mark, checkpoint)
+        self._committed_through(mark, state)
 
-    def _committed_through(self, mark: LoadMark, checkpoint: dict[str, Any] | None) -> None:
+    def _committed_through(self, mark: LoadMark, state: Any) -> None:
         self._faults.crash("after_commit")
         self._committed = mark
         self._uncommitted_batches = 0
         self._dirty = False
-        if self._checkpoint_committed(checkpoint):
+        if self._checkpoint_committed(state):
             self._faults.crash("after_report")
         if self._last_tag is not None:
             self.source.ack(self._last_tag)
             self._last_tag = None
 
-    def _checkpoint_committed(self, body: dict[str, Any] | None) -> bool:
-        """Report the state a CHECKPOINT (or END) carried, now committed, with its stream;
-        True when there was one to report."""
-        body = body or {}
-        state, shared = body.get("state"), body.get("global")
-        if state is None and shared is None:
+    def _checkpoint_committed(self, state: Any) -> bool:
+        if state is None:
             return False
-        fields: dict[str, Any] = {"records_loaded": self.loaded}
-        if state is not None:
-            fields["stream"] = self._stream_of(body)
-            fields["state"] = state
-        if shared is not None:
-            fields["global"] = shared
-        self.events.publish_event("checkpoint_committed", **fields)
+        self.events.publish_event("checkpoint_committed", state=state, records_loaded=self.loaded)
         return True
 
     def _on_end(self, body: dict[str, Any]) -> None:
@@ -346,26 +295,31 @@ class LoadEngine:
             raise ProtocolError(
                 f"the extractor sent {expected} records but {self.received} arrived"
             )
-        # Every stream of the run, also those whose messages were all committed before a
-        # restart (their staging copy still has to be swapped in).
-        for stream in body.get("streams") or []:
-            self._resumed_writer(stream, [])
-        if not self._writers and "streams" not in body:
-            # A version-1 extractor always declares its stream; a restart may not have seen it.
-            self._resumed_writer("", [])
-        for writer in self._writers.values():
-            writer.finish_stream()
+        if self.loader.schema is None:
+            # A source with no rows at all still ends with a schema; a restart may not have it.
+            self.loader.schema = Schema("", [])
+            self.loader.resume([])
         mark = self._mark()
         self._faults.crash("before_finish")
         self.loader.finish(mark)
-        self._committed_through(mark, body)
+        self._committed_through(mark, body.get("state"))
         if self._faults.reached("exit_without_done"):
             self._faults.exit("exit_without_done", 0)
         self._done()
 
     def _done(self) -> None:
+        now = time.monotonic()
+        elapsed = now - self._started
+        # _done runs while the END message is handled: count that message's work too.
+        handling = now - self._handling_since if self._handling_since is not None else 0.0
+        busy = min(self.busy_seconds + handling, elapsed)
         self.events.publish_event(
-            "done", records=self.loaded, bytes=self.bytes, skipped=self.skipped
+            "done",
+            records=self.loaded,
+            bytes=self.bytes,
+            skipped=self.skipped,
+            busy_seconds=round(busy, 3),
+            wait_seconds=round(elapsed - busy, 3),
         )
 
     @property

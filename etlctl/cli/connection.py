@@ -12,8 +12,8 @@ from etlctl import catalog, registry
 from etlctl.cli.options import no_crontab_option
 from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, when
 from etlctl.cli.schedule import sync_after_change
-from etlctl.models import Connection, OnError, Run, SyncMode
-from etlctl.store import StoreView
+from etlctl.models import OnError, SyncMode
+from etlctl.views import connection_view
 
 app = typer.Typer(
     help="Wire sources to loaders: sync mode, cursor, primary key, schedule.",
@@ -29,41 +29,6 @@ def _split_key(value: str | None) -> list[str] | None:
 
 def _read_transform(path: Path | None) -> dict[str, Any] | None:
     return catalog.load_config_file(path) if path else None
-
-
-def last_run(view: StoreView, connection: Connection) -> Run | None:
-    runs = view.list_runs(connection.name)
-    return runs[0] if runs else None
-
-
-def _stream_label(name: str) -> str:
-    return name or "(unnamed stream)"
-
-
-def _state_per_stream(state: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The saved state, stream by stream, for people (the JSON view has every detail)."""
-    if not state:
-        return None
-    shown: dict[str, Any] = {
-        _stream_label(name): entry["state"] for name, entry in state["streams"].items()
-    }
-    if state.get("global_state") is not None:
-        shown["(global)"] = state["global_state"]
-    return shown or None
-
-
-def connection_view(view: StoreView, connection: Connection) -> dict[str, Any]:
-    """A connection with what users ask next: its saved state and its last run."""
-    doc = connection.to_doc()
-    state = view.get_state(connection.name)
-    doc["state"] = state.to_doc() if state else None
-    last = last_run(view, connection)
-    doc["last_run"] = (
-        {key: last.to_doc()[key] for key in ("id", "status", "started_at", "ended_at")}
-        if last
-        else None
-    )
-    return doc
 
 
 @app.command(
@@ -133,12 +98,13 @@ def list_(
 ) -> None:
     view = app_state(ctx).store.read()
     connections = view.connections()
+    last_runs = view.last_runs()
     if as_json:
-        print_json([connection_view(view, conn) for conn in connections])
+        print_json([connection_view(view, conn, last_runs.get(conn.name)) for conn in connections])
         return
     rows = []
     for conn in connections:
-        last = last_run(view, conn)
+        last = last_runs.get(conn.name)
         rows.append(
             (
                 conn.name,
@@ -185,7 +151,7 @@ def show(
             ("schedule", connection.schedule),
             ("on error", connection.on_error.value),
             ("transform", connection.transform),
-            ("state", _state_per_stream(state) or "none (the next sync starts from scratch)"),
+            ("state", state["state"] if state else "none (the next sync starts from scratch)"),
             ("last run", f"{last['id']} {last['status']}" if last else "never"),
             ("managed by", connection.managed_by or "cli"),
             ("created", connection.created_at),
@@ -268,8 +234,7 @@ def reset(
     ctx: typer.Context, name: str = typer.Argument(..., help="Name of the connection.")
 ) -> None:
     previous = registry.reset_connection(app_state(ctx).store, name)
-    if previous and (previous.streams or previous.global_state is not None):
-        was = json.dumps(_state_per_stream(previous.to_doc()), default=str)
-        say(f'connection "{name}" reset (was: {was})')
+    if previous and previous.state:
+        say(f'connection "{name}" reset (was: {json.dumps(previous.state, default=str)})')
     else:
         say(f'connection "{name}" had no saved state')

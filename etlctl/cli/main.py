@@ -17,6 +17,7 @@ from etlctl.cli import (
     objects,
     runs,
     schedule,
+    serve_cmd,
     settings_cmd,
     sync_cmd,
 )
@@ -118,6 +119,7 @@ app.command("logs")(runs.logs)
 app.command("gc")(sync_cmd.gc)
 app.add_typer(images.app, name="images")
 app.add_typer(settings_cmd.app, name="settings")
+app.command("serve")(serve_cmd.serve)
 manifest_cmd.register(app)  # apply, diff, export: top-level, kubectl style
 
 

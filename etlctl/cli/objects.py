@@ -11,7 +11,7 @@ from etlctl import catalog, orchestrator, registry, settings
 from etlctl.cli.options import network_option, runtime_option
 from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, when
 from etlctl.errors import ConnectorCheckFailed
-from etlctl.models import ConnectorObject
+from etlctl.views import masked_object
 
 EXAMPLES = {
     "source": {
@@ -27,15 +27,6 @@ EXAMPLES = {
         "update": "--config table=customers",
     },
 }
-
-
-def masked_view(item: ConnectorObject) -> dict[str, Any]:
-    """The object as output shows it: secrets masked, whatever the output format."""
-    info = catalog.find_connector(item.role, item.type)
-    doc = item.to_doc()
-    doc["config"] = catalog.mask_config(item.config, info.spec if info else None)
-    doc["image"] = item.image or (info.image if info else None)
-    return doc
 
 
 def read_config_options(
@@ -92,7 +83,7 @@ def build_app(kind: str) -> typer.Typer:
         values = read_config_options(kind, connector_type, config, config_file)
         item = registry.add_connector_object(state.store, kind, name, connector_type, values, image)
         if as_json:
-            print_json(masked_view(item))
+            print_json(masked_object(item))
         else:
             say(f'{kind} "{item.name}" created ({item.type}, id {item.id})')
 
@@ -107,7 +98,7 @@ def build_app(kind: str) -> typer.Typer:
         view = app_state(ctx).store.read()
         items = view.list(kind)
         if as_json:
-            print_json([masked_view(item) for item in items])
+            print_json([masked_object(item) for item in items])
             return
         used: dict[str, list[str]] = {}
         for conn in view.connections():
@@ -119,7 +110,7 @@ def build_app(kind: str) -> typer.Typer:
                 (
                     item.name,
                     item.type,
-                    masked_view(item)["image"],
+                    masked_object(item)["image"],
                     ", ".join(used.get(item.name, [])) or "-",
                     when(item.updated_at),
                 )
@@ -140,7 +131,7 @@ def build_app(kind: str) -> typer.Typer:
     ) -> None:
         view = app_state(ctx).store.read()
         item = view.get(kind, name)
-        doc = masked_view(item)
+        doc = masked_object(item)
         doc["connections"] = registry.connections_using(view, kind, name)
         if as_json:
             print_json(doc)
@@ -204,7 +195,7 @@ def build_app(kind: str) -> typer.Typer:
         )
         item = registry.update_connector_object(state.store, kind, name, changes)
         if as_json:
-            print_json(masked_view(item))
+            print_json(masked_object(item))
         else:
             say(
                 f'{kind} "{item.name}" {"updated" if item.updated_at != current.updated_at else "unchanged"}'

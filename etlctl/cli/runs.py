@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
-from typing import Any
 
 import typer
 
+from etlctl import launcher, views
 from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, stdout, when
 from etlctl.errors import NotFoundError
-from etlctl.models import Run, RunStatus
+from etlctl.live import live_run
+from etlctl.models import RunStatus, RunTiming
+from etlctl.progress import throughput
 
 app = typer.Typer(
     help="Inspect sync runs: status, counts, duration, errors, logs.", no_args_is_help=True
@@ -18,6 +19,8 @@ app = typer.Typer(
 
 LOG_TAIL_LINES = 20
 ERROR_COLUMN_CHARS = 80
+SPARK_LEVELS = "▁▂▃▄▅▆▇█"
+CANCEL_WAIT_SECONDS = 60.0
 
 
 def _short(text: str | None, limit: int) -> str:
@@ -26,18 +29,51 @@ def _short(text: str | None, limit: int) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def run_summary(run: Run) -> dict[str, Any]:
-    doc = run.to_doc()
-    doc["duration_seconds"] = run.duration_seconds
-    doc["rows_per_second"] = run.rows_per_second
-    return doc
+def throughput_chart(timing: RunTiming | None) -> str | None:
+    """Rows loaded per second over the run as a one-line bar chart, with its peak."""
+    rates = throughput(timing.timeline) if timing else []
+    if len(rates) < 2:
+        return None
+    peak = max(rates)
+    if peak <= 0:
+        return None
+    top = len(SPARK_LEVELS) - 1
+    bars = "".join(SPARK_LEVELS[round(rate / peak * top)] for rate in rates)
+    span = timing.timeline[-1][0] if timing else 0
+    return f"{bars}  (0 to {span:,.1f}s; peak {peak:,.0f} rows/s)"
 
 
-def tail(path: str | None, lines: int) -> list[str]:
-    if not path or not Path(path).exists():
+def _side_time(busy: float | None, wait: float | None, waiting_for: str) -> str | None:
+    if busy is None or wait is None:
+        return None
+    total = busy + wait
+    share = f" ({busy / total:.0%})" if total > 0 else ""
+    return f"busy {busy:,.1f}s{share}, waiting {wait:,.1f}s for {waiting_for}"
+
+
+def time_went(timing: RunTiming | None) -> list[tuple[str, str | None]]:
+    """`runs show` lines: how busy each side was, and how often the data queue was full."""
+    if timing is None:
         return []
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return [line.rstrip("\n") for line in deque(handle, maxlen=lines)]
+    queue_full = timing.queue_full
+    return [
+        (
+            "extractor",
+            _side_time(
+                timing.extractor_busy_seconds, timing.extractor_wait_seconds, "the queue"
+            ),
+        ),
+        (
+            "loader",
+            _side_time(timing.loader_busy_seconds, timing.loader_wait_seconds, "data"),
+        ),
+        (
+            "queue full",
+            None if queue_full is None else f"{queue_full:,} times (the loader was slower)"
+            if queue_full
+            else "never",
+        ),
+    ]
 
 
 @app.command(
@@ -63,7 +99,7 @@ def list_(
         )
     runs = view.list_runs(connection, status)[:limit]
     if as_json:
-        print_json([run_summary(run) for run in runs])
+        print_json([views.run_summary(run) for run in runs])
         return
     print_table(
         None,
@@ -88,17 +124,17 @@ def list_(
 
 @app.command(
     "show",
-    help="Show one run: status, counts, duration, rows/s, error, the tail of its log.\n\nExamples:\n\n  etlctl runs show run_20240501T101500Z_ab12cd\n\n  etlctl runs show run_20240501T101500Z_ab12cd --json",
+    help="Show one run: status, counts, duration, rows/s, throughput over time, where the time went, error, the tail of its log.\n\nExamples:\n\n  etlctl runs show run_20240501T101500Z_ab12cd\n\n  etlctl runs show run_20240501T101500Z_ab12cd --json",
 )
 def show(
     ctx: typer.Context,
     run_id: str = typer.Argument(..., help="The run id (see etlctl runs list)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    run = app_state(ctx).store.read().get_run(run_id)
-    log_tail = tail(run.log_path, LOG_TAIL_LINES)
+    run, _ = live_run(app_state(ctx).store.read().get_run(run_id))
+    log_tail = views.log_tail(run.log_path, LOG_TAIL_LINES)
     if as_json:
-        print_json({**run_summary(run), "log_tail": log_tail})
+        print_json({**views.run_summary(run), "log_tail": log_tail})
         return
     rate = run.rows_per_second
     print_fields(
@@ -119,6 +155,8 @@ def show(
             ("skipped", f"{run.records_skipped:,}"),
             ("bytes", f"{run.bytes:,}"),
             ("rows/s", f"{rate:,.0f}" if rate else None),
+            ("throughput", throughput_chart(run.timing)),
+            *time_went(run.timing),
             ("state before", run.state_before),
             ("state after", run.state_after),
             ("error", run.error),
@@ -136,16 +174,30 @@ def logs(
     ctx: typer.Context,
     run_id: str = typer.Argument(..., help="The run id (see etlctl runs list)."),
     tail_lines: int | None = typer.Option(None, "--tail", min=1, help="Only the last N lines."),
+    follow: bool = typer.Option(
+        False,
+        "--follow",
+        "-F",
+        help="While the run is running, print its progress; then its log.",
+    ),
 ) -> None:
-    """Print a run's log (both connectors' output).
+    """Print a run's log (both connectors' output). The log is written when the run ends;
+    --follow prints the progress of a running run until then.
 
     Examples:
 
       etlctl logs run_20240501T101500Z_ab12cd
 
       etlctl logs run_20240501T101500Z_ab12cd --tail 50
+
+      etlctl logs run_20240501T101500Z_ab12cd --follow
     """
-    run = app_state(ctx).store.read().get_run(run_id)
+    store = app_state(ctx).store
+    run = store.read().get_run(run_id)
+    if follow:
+        for run in launcher.watch_run(store, run_id):
+            if not run.status.finished:
+                typer.echo(views.progress_line(run))
     if not run.log_path or not Path(run.log_path).exists():
         raise NotFoundError(
             f"run {run_id} has no log" + (f" at {run.log_path}" if run.log_path else ""),
@@ -153,9 +205,37 @@ def logs(
             f"see: etlctl runs show {run_id}",
         )
     if tail_lines:
-        for line in tail(run.log_path, tail_lines):
+        for line in views.log_tail(run.log_path, tail_lines):
             typer.echo(line)
         return
     with open(run.log_path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             typer.echo(line, nl=False)
+
+
+@app.command(
+    "cancel",
+    help=(
+        "Cancel a running sync, whoever started it (a shell, cron, etlctl serve): its process "
+        "stops the containers, removes the queues and records the run as cancelled.\n\n"
+        "Examples:\n\n  etlctl runs cancel run_20240501T101500Z_ab12cd\n\n"
+        "  etlctl runs cancel run_20240501T101500Z_ab12cd --no-wait"
+    ),
+)
+def cancel(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., help="The run id (see etlctl runs list)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the run has ended."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run as JSON."),
+) -> None:
+    store = app_state(ctx).store
+    run = launcher.cancel_run(store, run_id)
+    if wait:
+        for run in launcher.watch_run(store, run_id, timeout=CANCEL_WAIT_SECONDS):  # noqa: B007
+            pass
+    if as_json:
+        print_json(views.run_summary(run))
+    elif run.status.finished:
+        say(f"run {run_id} {run.status.value}")
+    else:
+        say(f"run {run_id}: cancel requested")

@@ -6,7 +6,7 @@ import typer
 
 from etlctl import scheduler
 from etlctl.cli.output import app_state, note, print_json, print_table, say, when
-from etlctl.errors import EtlctlError, ValidationError
+from etlctl.errors import ValidationError
 from etlctl.scheduler import CrontabChange
 from etlctl.store import Store
 
@@ -17,23 +17,12 @@ app = typer.Typer(
 
 
 def sync_after_change(store: Store, schedule_changed: bool, no_crontab: bool) -> None:
-    """After a change that touched a schedule: bring the crontab in line, and say so.
-
-    The store change has happened already; a crontab failure says that plainly, so the
-    user knows a retry of `etlctl schedule apply` is all that is missing.
-    """
-    if not schedule_changed:
-        return
-    if no_crontab:
+    """After a change that touched a schedule: bring the crontab in line, and say so."""
+    if schedule_changed and no_crontab:
         note("crontab left alone (--no-crontab); install it with: etlctl schedule apply")
-        return
-    try:
-        change = scheduler.sync_crontab(store)
-    except EtlctlError as exc:
-        exc.message = f"the store was changed, but the crontab was not updated: {exc.message}"
-        exc.hint = exc.hint or "fix the cause, then run: etlctl schedule apply"
-        raise
-    note(f"crontab: {change.summary()}")
+    change = scheduler.sync_after_change(store, schedule_changed, no_crontab)
+    if change is not None:
+        note(f"crontab: {change.summary()}")
 
 
 def _rows(infos: list[scheduler.ScheduleInfo]) -> list[tuple[str, ...]]:

@@ -14,6 +14,8 @@ Lifecycle the orchestrator follows::
     runtime.preflight()                     # ServiceUnavailableError: engine unreachable
     runtime.ensure_image(image)             # ImageMissingError: image not built (docker)
     runtime.remove_leftovers(labels)        # what a killed etlctl left behind
+    runtime.collect_leftovers(labels)       # the same, keeping each one's logs
+    runtime.labelled(labels)                # the labels of what exists now (gc)
     handle = runtime.start(launch)
     while runtime.exit_code(handle) is None: ...
     runtime.stop(handle)                    # on timeout / Ctrl-C: SIGTERM, then SIGKILL
@@ -61,6 +63,16 @@ class ConnectorLaunch:
     command: tuple[str, ...] = ("run",)
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """A connector that a killed etlctl left behind, as it was when it was removed."""
+
+    name: str
+    labels: dict[str, str] = field(hash=False)
+    exit_code: int | None  # None: it was still running (and was killed)
+    logs: str
+
+
 # Handles are runtime-specific (a docker Container, a local process record); callers only
 # pass them back to the runtime that made them.
 Handle = Any
@@ -95,6 +107,13 @@ class Runtime(Protocol):
 
     def remove_leftovers(self, labels: dict[str, str]) -> list[str]:
         """Kill and remove every connector carrying all ``labels``; return their names."""
+
+    def collect_leftovers(self, labels: dict[str, str]) -> list[Leftover]:
+        """As remove_leftovers, but hand back each one's labels, exit code and logs (read
+        after it was killed, so they are complete)."""
+
+    def labelled(self, labels: dict[str, str]) -> list[dict[str, str]]:
+        """The labels of every connector (running or not) carrying all ``labels``."""
 
     def run_once(self, launch: ConnectorLaunch, timeout: float) -> tuple[int, str, str]:
         """Run to completion (spec, check): exit code, stdout, stderr.

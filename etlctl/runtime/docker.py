@@ -38,6 +38,7 @@ from etlctl.runtime.base import (
     RUN_FILE_ENV,
     VANISHED_EXIT_CODE,
     ConnectorLaunch,
+    Leftover,
     matches_labels,
 )
 
@@ -173,15 +174,36 @@ class DockerRuntime:
         _remove_container(handle.container)
 
     def remove_leftovers(self, labels: dict[str, str]) -> list[str]:
+        removed = []
+        for container in self._labelled_containers(labels):
+            _remove_container(container)
+            removed.append(container.name)
+        return removed
+
+    def collect_leftovers(self, labels: dict[str, str]) -> list[Leftover]:
+        collected = []
+        for container in self._labelled_containers(labels):
+            code: int | None = None
+            if container.status in RUNNING_STATES:
+                with engine_errors(), contextlib.suppress(docker.errors.APIError):
+                    container.kill()  # first, so that the logs read below are complete
+            else:
+                code = int(container.attrs["State"]["ExitCode"])
+            logs = self._output(container, stdout=True, stderr=True)
+            _remove_container(container)
+            collected.append(Leftover(container.name, dict(container.labels), code, logs))
+        return collected
+
+    def labelled(self, labels: dict[str, str]) -> list[dict[str, str]]:
+        return [dict(container.labels) for container in self._labelled_containers(labels)]
+
+    @staticmethod
+    def _labelled_containers(labels: dict[str, str]) -> list[Container]:
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
         with engine_errors():
             found = client().containers.list(all=True, filters=filters)
-        removed = []
-        for container in found:
-            if matches_labels(container.labels, labels):  # belt and braces over the filter
-                _remove_container(container)
-                removed.append(container.name)
-        return removed
+        # Belt and braces over the filter.
+        return [container for container in found if matches_labels(container.labels, labels)]
 
     def run_once(self, launch: ConnectorLaunch, timeout: float) -> tuple[int, str, str]:
         handle = self.start(launch)

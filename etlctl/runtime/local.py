@@ -12,7 +12,8 @@ Leftovers: every started connector is recorded in a small registry, one JSON fil
 process (pid, process start time, name, labels) in ``<etlctl home>/local-runtime/`` next to
 the store. ``remove_leftovers`` kills the process groups whose labels match and whose pid
 still belongs to the same process (the start time from /proc guards against pid reuse), then
-deletes their records. remove() deletes the record of a connector it cleaned up.
+deletes their records (``collect_leftovers`` reads their log files first). remove() deletes
+the record of a connector it cleaned up.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import connectors
 from etlctl.errors import ServiceUnavailableError, SyncTimeoutError
@@ -36,6 +37,7 @@ from etlctl.paths import default_store_path, ensure_private_dir, home_for
 from etlctl.runtime.base import (
     RUN_FILE_ENV,
     ConnectorLaunch,
+    Leftover,
     matches_labels,
     signal_exit_code,
 )
@@ -90,7 +92,7 @@ class LocalRuntime:
         except OSError:
             log_file.close()
             raise
-        record_path = _write_record(launch, process.pid)
+        record_path = _write_record(launch, process.pid, log_path)
         return LocalHandle(launch.name, process, log_path, record_path, log_file)
 
     def exit_code(self, handle: LocalHandle) -> int | None:
@@ -128,17 +130,31 @@ class LocalRuntime:
         handle.record_path.unlink(missing_ok=True)
 
     def remove_leftovers(self, labels: dict[str, str]) -> list[str]:
-        removed = []
-        for record_path in sorted(registry_dir().glob("*.json")):
-            record = _read_record(record_path)
-            if record is None or not matches_labels(record.get("labels", {}), labels):
-                continue
+        return [leftover.name for leftover in self.collect_leftovers(labels)]
+
+    def collect_leftovers(self, labels: dict[str, str]) -> list[Leftover]:
+        collected = []
+        for record_path, record in _records(labels):
             pid = int(record.get("pid", 0))
-            if pid > 0 and _start_time(pid) == record.get("start_time"):
+            alive = pid > 0 and _start_time(pid) == record.get("start_time")
+            if alive:
                 _signal_group(pid, signal.SIGKILL)
+            logs = ""
+            log_path = Path(str(record["log_path"])) if record.get("log_path") else None
+            if log_path is not None:
+                with contextlib.suppress(OSError):
+                    logs = log_path.read_bytes().decode("utf-8", errors="replace")
+                log_path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    log_path.parent.rmdir()
             record_path.unlink(missing_ok=True)
-            removed.append(str(record.get("name", record_path.stem)))
-        return removed
+            name = str(record.get("name", record_path.stem))
+            # A process that is not ours to wait for leaves no exit status to read.
+            collected.append(Leftover(name, dict(record.get("labels", {})), None, logs))
+        return collected
+
+    def labelled(self, labels: dict[str, str]) -> list[dict[str, str]]:
+        return [dict(record.get("labels", {})) for _, record in _records(labels)]
 
     def run_once(self, launch: ConnectorLaunch, timeout: float) -> tuple[int, str, str]:
         process = subprocess.Popen(
@@ -197,7 +213,7 @@ def _signal_group(pid: int, signum: signal.Signals) -> None:
         os.killpg(pid, signum)  # the group id is the leader's pid (start_new_session)
 
 
-def _write_record(launch: ConnectorLaunch, pid: int) -> Path:
+def _write_record(launch: ConnectorLaunch, pid: int, log_path: Path) -> Path:
     directory = ensure_private_dir(registry_dir())
     path = directory / f"{launch.name}.json"
     record = {
@@ -206,6 +222,7 @@ def _write_record(launch: ConnectorLaunch, pid: int) -> Path:
         "start_time": _start_time(pid),
         "labels": dict(launch.labels),
         "started_at": time.time(),
+        "log_path": str(log_path),  # so that a later gc can keep the logs of an orphan
     }
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(record), encoding="utf-8")
@@ -213,7 +230,17 @@ def _write_record(launch: ConnectorLaunch, pid: int) -> Path:
     return path
 
 
-def _read_record(path: Path) -> dict[str, object] | None:
+def _records(labels: dict[str, str]) -> list[tuple[Path, dict[str, Any]]]:
+    """The process records whose labels match, with their paths."""
+    found = []
+    for record_path in sorted(registry_dir().glob("*.json")):
+        record = _read_record(record_path)
+        if record is not None and matches_labels(record.get("labels", {}), labels):
+            found.append((record_path, record))
+    return found
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -107,7 +107,7 @@ def test_incremental_appends_from_saved_cursor_and_reports_checkpoint(tmp_path, 
     )
     _, _, events = sync.run()
     committed = events_of(events, "checkpoint_committed", "loader")
-    assert committed[-1]["state"] == {"cursor": "2024-05-01T00:00:10"}
+    assert committed[-1]["state"]["cursor"] == "2024-05-01T00:00:10"
     # Rows 5..10 change and 11..12 arrive; all share or pass the saved cursor.
     write_csv(source, 8, start=5, updated="2024-05-02")
     sync.state = committed[-1]["state"]
@@ -162,7 +162,13 @@ def test_backpressure_with_a_tiny_queue(tmp_path, make_sync, rabbitmq):
                          batch={"max_records": 100, "max_bytes": 1048576, "commit_every": 4})
         sync.queues = queues
         extractor = sync.start("extractor")
-        time.sleep(1.5)  # no consumer yet: the queue fills and the broker nacks
+        # No consumer yet: the queue fills and the broker nacks (polled: a loaded machine
+        # may take seconds to start the extractor).
+        deadline = time.monotonic() + 60
+        while queues.message_count() < 2:
+            assert time.monotonic() < deadline, "the extractor never filled the queue"
+            time.sleep(0.1)
+        time.sleep(0.5)  # it keeps trying; the bound holds
         assert queues.message_count() == 2
         loader = sync.start("loader")
         assert extractor.wait(60) == 0

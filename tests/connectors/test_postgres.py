@@ -55,7 +55,9 @@ def test_extractor_query_incremental_reads_from_the_saved_cursor(
     )
     out = tmp_path / "out.jsonl"
     sync = make_sync(
-        "postgres", pg_database.config(query="SELECT id, at FROM events WHERE id > 0;"),
+        "postgres",
+        # Fetched 25 rows at a time: a checkpoint can fall after each fetch.
+        pg_database.config(query="SELECT id, at FROM events WHERE id > 0;", fetch_size=25),
         "jsonl", {"path": str(out)}, mode="incremental", cursor_field="at",
         state={"cursor": "2024-01-10T00:00:00+00:00"},
         batch={"max_records": 30, "max_bytes": 1048576, "commit_every": 1},

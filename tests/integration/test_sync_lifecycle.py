@@ -106,7 +106,8 @@ def test_after_a_killed_etlctl_the_next_sync_cleans_up_and_marks_the_run_failed(
     result = cli("gc", "--json")
     assert result.returncode == 0, result.stderr
     assert orphan.id in json.loads(result.stdout)["removed"]
-    assert leftover_containers("killed") == [] and leftover_queues("killed") == []
+    assert leftover_containers("killed") == []
+    assert leftover_queues("killed", cli.store.id) == []
     marked = cli.store.read().get_run(orphan.id)
     assert marked.status.value == "failed" and "ended without finishing" in marked.error
     # The interrupted full refresh left no half table; a new sync loads everything.

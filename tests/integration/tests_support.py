@@ -38,11 +38,14 @@ def leftover_containers(connection: str) -> list[str]:
     return out.split()
 
 
-def leftover_queues(connection: str) -> list[str]:
+def leftover_queues(connection: str, store_id: str | None = None) -> list[str]:
+    """Queues of the connection; of one store only when ``store_id`` is given (other test
+    sessions on this broker use the same connection names)."""
     out = subprocess.run(
         ["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True, check=True
     ).stdout
-    return [line for line in out.split() if line.startswith(f"etlctl.{connection}.")]
+    prefix = f"etlctl.{connection}." + (f"{store_id}." if store_id else "")
+    return [line for line in out.split() if line.startswith(prefix)]
 
 
 def write_users_csv(path: Path, rows: int, start: int = 1) -> None:

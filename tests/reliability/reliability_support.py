@@ -203,6 +203,14 @@ def connector_containers(connection: str, role: str) -> list[str]:
     return out.split()
 
 
+def run_files(etl: Etl) -> list[Path]:
+    """The run-file directories beside the etl's store (they hold the config's secrets)."""
+    from etlctl.leftovers import run_files_dir
+
+    root = run_files_dir(etl.store_path)
+    return sorted(root.iterdir()) if root.is_dir() else []
+
+
 def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
     return subprocess.run(
         ["docker", *args], capture_output=True, text=True, check=check, timeout=timeout

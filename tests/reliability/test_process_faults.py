@@ -15,6 +15,7 @@ from reliability_support import (
     assert_nothing_left,
     broker_stopped,
     committed_seq,
+    run_files,
     sqlite_rows,
     unique,
     wait_until,
@@ -81,6 +82,7 @@ def test_sigkilled_etlctl_is_cleaned_up_by_the_next_sync(etl: Etl) -> None:
     process.wait(30)
     orphan = etl.last_run(name)
     assert orphan.status.value == "running"
+    assert [path.name for path in run_files(etl)] == [orphan.id]
     _assert_state_not_ahead(etl, name, source, target)
 
     etl.sync(name)  # no gc in between: the sync itself removes the orphan's leftovers
@@ -90,3 +92,4 @@ def test_sigkilled_etlctl_is_cleaned_up_by_the_next_sync(etl: Etl) -> None:
     _assert_exact(source, target)
     assert etl.last_run(name).status.value == "succeeded"
     assert_nothing_left(name)
+    assert run_files(etl) == [], "the next sync removes the run files of the dead run"

@@ -111,13 +111,19 @@ def output_queue(rabbitmq: str) -> Iterator[str]:
     import pika
 
     name = f"etl-sntl-{TOKEN}-out"
-    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq))
-    try:
-        connection.channel().queue_declare(name)
-        yield name
-        connection.channel().queue_delete(name)
-    finally:
-        connection.close()
+
+    def on_queue(action: str) -> None:
+        # A connection per step: one held idle through the whole test misses its heartbeats
+        # on a loaded machine, and the broker drops it before the teardown.
+        connection = pika.BlockingConnection(pika.URLParameters(rabbitmq))
+        try:
+            getattr(connection.channel(), action)(name)
+        finally:
+            connection.close()
+
+    on_queue("queue_declare")
+    yield name
+    on_queue("queue_delete")
 
 
 def _watch(etl: Etl, name: str, seen: Seen, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -165,3 +165,35 @@ def test_store_writes_survive_many_cli_processes_at_once(tmp_path) -> None:
         assert process.returncode == 0, err
     names = {source.name for source in Store(etl.store_path).read().list("source")}
     assert names == {"seed", *(f"p{i}" for i in range(12))}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["full_refresh", "incremental"])
+def test_two_syncs_writing_one_sqlite_file_at_once_both_complete(etl: Etl, mode: str) -> None:
+    """Two connections load different tables of one SQLite file at the same moment (two cron
+    jobs of the same minute): each waits for the other's commit, neither fails with
+    'database is locked'."""
+    rows = 100_000
+    name = unique("onefile")
+    target = etl.tmp / "out" / "shared.db"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    options = () if mode == "full_refresh" else (
+        "--mode", "incremental", "--cursor-field", "updated_at", "--primary-key", "id"
+    )
+    sides = ("a", "b")
+    for side in sides:
+        etl.csv_source(f"{name}-{side}-src", rows)
+        etl("loader", "add", f"{name}-{side}-dst", "--type", "sqlite",
+            "--config", f"path={target}", "--config", f"table=t_{side}")
+        etl.connection(f"{name}-{side}", f"{name}-{side}-src", f"{name}-{side}-dst", *options)
+    syncs = [etl.start("sync", f"{name}-{side}", "--json", "--batch-size", "500")
+             for side in sides]
+    for side, process in zip(sides, syncs, strict=True):
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, (side, err)
+        assert run_json(subprocess.CompletedProcess([], 0, out, err))["records_loaded"] == rows
+    for side in sides:
+        assert sqlite_rows(target, f"SELECT count(*), count(DISTINCT id) FROM t_{side}") == [
+            (rows, rows)
+        ]
+        assert_nothing_left(f"{name}-{side}")

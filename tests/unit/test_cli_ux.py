@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from etlctl import orchestrator
+from etlctl import leftovers, orchestrator
 from etlctl.broker import Broker, redact_url
 from etlctl.errors import ValidationError
 from etlctl.models import Run, RunStatus, SyncState
@@ -156,9 +156,9 @@ def test_gc_uses_the_runtime_setting(cli, monkeypatch):
 
     def fake_gc(store, runtime_name, amqp_url):
         seen["runtime"] = runtime_name
-        return orchestrator.GcReport()
+        return leftovers.GcReport()
 
-    monkeypatch.setattr(orchestrator, "collect_garbage", fake_gc)
+    monkeypatch.setattr(leftovers, "collect_garbage", fake_gc)
     cli("settings", "set", "runtime", "local")
     assert "nothing to clean up" in cli("gc").stdout
     assert seen == {"runtime": "local"}

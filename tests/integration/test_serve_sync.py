@@ -1,0 +1,207 @@
+"""Syncs started through `etlctl serve`: real server, real Docker containers and RabbitMQ,
+real SQLite targets. A named pipe as the CSV source keeps a sync running for exactly as long
+as a test wants (it ends when the test closes the pipe)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serve_support import SENTINEL, running_server
+from tests_support import leftover_containers, leftover_queues, write_users_csv
+
+pytestmark = pytest.mark.integration
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+def wait_until(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {seconds:g}s waiting for {what}")
+
+
+def register(server, tmp_path: Path, name: str, source_path: Path) -> Path:
+    target = tmp_path / "out" / f"{name}.db"
+    for path, body in (
+        (
+            "/api/v1/sources",
+            {"name": f"{name}-src", "type": "csv", "config": {"path": str(source_path)}},
+        ),
+        (
+            "/api/v1/loaders",
+            {
+                "name": f"{name}-dst",
+                "type": "sqlite",
+                "config": {"path": str(target), "table": "users"},
+            },
+        ),
+        ("/api/v1/connections", {"name": name, "source": f"{name}-src", "loader": f"{name}-dst"}),
+    ):
+        created = server.post(path, json=body)
+        assert created.status_code == 201, created.text
+    return target
+
+
+def events(server, run_id: str) -> list[tuple[str, dict]]:
+    """Read the run's server-sent events until `end`."""
+    seen: list[tuple[str, dict]] = []
+    event = None
+    with httpx.stream(
+        "GET",
+        f"{server.base_url}/api/v1/runs/{run_id}/events",
+        headers=server.headers,
+        timeout=httpx.Timeout(10, read=300),
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                seen.append((event, json.loads(line.removeprefix("data: "))))
+                server.responses.append(line)
+                if event == "end":
+                    break
+    return seen
+
+
+class PipeSource:
+    """A CSV source the test feeds through a named pipe: the sync reads until it closes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        os.mkfifo(path)
+        self.more = threading.Event()
+        self.rows_written = 0
+        self.thread = threading.Thread(target=self._feed, daemon=True)
+        self.thread.start()
+
+    def _feed(self) -> None:
+        with contextlib.suppress(BrokenPipeError):  # a cancelled sync reads no more
+            self._write()
+
+    def _write(self) -> None:
+        with self.path.open("w") as pipe:  # blocks until the extractor opens it
+            pipe.write("id,name\n")
+            for part in (0, 1):
+                for i in range(part * 5000 + 1, part * 5000 + 5001):
+                    pipe.write(f"{i},user {i}\n")
+                self.rows_written += 5000
+                pipe.flush()
+                if part == 0:
+                    self.more.wait(timeout=600)
+
+    def finish(self) -> None:
+        self.more.set()
+        self.thread.join(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server(services, tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("serve") / "home" / "store.json") as server:
+        yield server
+        assert SENTINEL not in server.everything_said()
+
+
+def test_a_sync_started_through_the_api_runs_like_etlctl_sync(server, tmp_path):
+    name = unique("api")
+    source = tmp_path / "users.csv"
+    write_users_csv(source, 20_000)
+    target = register(server, tmp_path, name, source)
+
+    started = server.post(f"/api/v1/connections/{name}/sync")
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    assert started.json()["run"]["status"] == "running"
+    seen = events(server, run_id)
+    assert seen[-1] == ("end", {"status": "succeeded"})
+    final = [data for event, data in seen if event == "run"][-1]
+    assert final["records_loaded"] == final["records_extracted"] == 20_000
+
+    db = sqlite3.connect(target)
+    assert db.execute("SELECT count(*), count(DISTINCT id) FROM users").fetchone() == (
+        20_000,
+        20_000,
+    )
+    run = server.store.read().get_run(run_id)
+    assert run.trigger == "api" and run.status.value == "succeeded"
+    assert leftover_containers(name) == [] and leftover_queues(name) == []
+
+    log = server.get(f"/api/v1/runs/{run_id}/logs")
+    assert log.status_code == 200 and log.text.startswith(f"run {run_id} of connection {name}")
+    tail = server.get(f"/api/v1/runs/{run_id}/logs", params={"tail": 2}).text
+    assert tail.count("\n") == 2 and log.text.endswith(tail)
+    listed = server.get("/api/v1/runs", params={"connection": name}).json()
+    assert [r["id"] for r in listed] == [run_id]
+
+    metrics = server.get("/metrics").text
+    assert f'etlctl_runs_total{{connection="{name}",status="succeeded"}} 1.0' in metrics
+    assert f'etlctl_records_loaded_total{{connection="{name}"}} 20000.0' in metrics
+    assert f'etlctl_run_duration_seconds_count{{connection="{name}"}} 1.0' in metrics
+    assert f'etlctl_last_success_timestamp_seconds{{connection="{name}"}}' in metrics
+
+
+def test_restarting_the_server_neither_kills_nor_forgets_a_sync(server, tmp_path):
+    name = unique("restart")
+    pipe = PipeSource(tmp_path / "users.csv")
+    target = register(server, tmp_path, name, pipe.path)
+    run_id = server.post(f"/api/v1/connections/{name}/sync").json()["run_id"]
+    wait_until(lambda: len(leftover_containers(name)) == 2, 120, "both connectors to run")
+    pid = server.store.read().get_run(run_id).pid
+
+    server.stop()
+    os.kill(pid, 0)  # the sync process lives on without the server
+    with running_server(server.store_path) as again:
+        shown = again.get(f"/api/v1/runs/{run_id}").json()
+        assert shown["status"] == "running"
+        busy = again.post(f"/api/v1/connections/{name}/sync")
+        assert busy.status_code == 409
+        assert busy.json()["error"]["message"].startswith(
+            f"connection '{name}' is already syncing (run {run_id}"
+        )
+        pipe.finish()
+        seen = events(again, run_id)
+        assert seen[-1] == ("end", {"status": "succeeded"})
+        assert SENTINEL not in again.everything_said()
+    server.start()  # the module's server again, for the tests after this one
+    db = sqlite3.connect(target)
+    assert db.execute("SELECT count(*), count(DISTINCT id) FROM users").fetchone() == (
+        10_000,
+        10_000,
+    )
+    assert leftover_containers(name) == [] and leftover_queues(name) == []
+
+
+def test_cancel_stops_a_long_sync_and_cleans_up(server, tmp_path):
+    name = unique("cancel")
+    pipe = PipeSource(tmp_path / "users.csv")
+    register(server, tmp_path, name, pipe.path)
+    run_id = server.post(f"/api/v1/connections/{name}/sync").json()["run_id"]
+    wait_until(lambda: len(leftover_containers(name)) == 2, 120, "both connectors to run")
+    cancelled = server.post(f"/api/v1/runs/{run_id}/cancel")
+    assert cancelled.status_code == 202, cancelled.text
+    seen = events(server, run_id)
+    assert seen[-1] == ("end", {"status": "cancelled"})
+    run = server.store.read().get_run(run_id)
+    assert run.error == "cancelled by SIGTERM"
+    assert leftover_containers(name) == [] and leftover_queues(name) == []
+    again = server.post(f"/api/v1/runs/{run_id}/cancel")
+    assert again.status_code == 409
+    assert again.json()["error"]["message"] == f"run {run_id} is not running (it cancelled)"
+    pipe.more.set()  # its writes now fail: nobody reads the pipe any more

@@ -1,0 +1,141 @@
+"""The API's pure parts in-process (FastAPI's TestClient over a throwaway store): error
+mapping, masking, run totals, and property tests over bodies nobody listed. The real server
+process is tested in tests/integration/test_serve_*.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from etlctl import catalog
+from etlctl.errors import ConflictError, EtlctlError, ValidationError, error_for_exit_code
+from etlctl.models import Run, RunStatus, utcnow, validate_run_id
+from etlctl.store import Store
+from etlctl.web.app import create_app
+from etlctl.web.server import check_host, is_loopback
+
+SECRET = "SENTINEL-unit-5e1d"
+TOKEN = "t" * 40
+
+
+@pytest.fixture
+def client(store_path):
+    app = create_app(Store(store_path), TOKEN, no_crontab=True)
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        yield client
+
+
+def test_run_totals_count_each_run_once_when_it_ends_and_survive_trimming(store_path):
+    store = Store(store_path)
+    run = Run(connection="c")
+    with store.transaction() as view:
+        view.save_run(run)  # running: not counted
+    assert store.read().run_totals() == {}
+    run.status, run.ended_at, run.records_loaded = RunStatus.SUCCEEDED, utcnow(), 7
+    run.ended_at = run.started_at + timedelta(seconds=3)
+    for _ in range(2):  # saved twice when finished: counted once
+        with store.transaction() as view:
+            view.save_run(run)
+    skipped = Run(connection="c", status=RunStatus.SKIPPED, ended_at=utcnow())
+    with store.transaction() as view:
+        view.save_run(skipped)
+    totals = store.read().run_totals()["c"]
+    assert totals["runs"] == {"succeeded": 1, "skipped": 1}
+    assert totals["records_loaded"] == 7
+    assert totals["timed_runs"] == 1 and totals["duration_seconds"] == 3.0
+    assert totals["last_success_at"] == run.ended_at.isoformat()
+
+
+def test_run_ids_given_from_outside_must_have_the_shape_etlctl_makes():
+    assert validate_run_id("run_20240501T101500Z_ab12cd") == "run_20240501T101500Z_ab12cd"
+    for bad in ("../../etc/passwd", "run_x", "run_20240501T101500Z_ab12cd\n", ""):
+        with pytest.raises(ValidationError, match="invalid run id"):
+            validate_run_id(bad)
+
+
+def test_masked_secrets_sent_back_mean_unchanged():
+    spec = {"properties": {"password": {"secret": True}, "user": {}}}
+    change = {"password": catalog.MASK, "user": catalog.MASK}
+    assert catalog.without_masked_secrets(change, spec) == {"user": catalog.MASK}
+
+
+def test_exit_codes_map_back_to_the_errors_they_mean():
+    assert isinstance(error_for_exit_code(4, "busy"), ConflictError)
+    assert error_for_exit_code(4, "busy", "wait").hint == "wait"
+    assert type(error_for_exit_code(99, "odd")) is EtlctlError
+
+
+def test_only_loopback_hosts_are_served_without_the_flag():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1")
+    check_host("127.0.0.1", allow_remote=False)
+    check_host("0.0.0.0", allow_remote=True)
+    with pytest.raises(ValidationError, match="not a loopback address"):
+        check_host("0.0.0.0", allow_remote=False)
+
+
+def test_errors_are_json_with_the_cli_exit_code(client):
+    missing = client.get("/api/v1/sources/nope")
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "error": {
+            "type": "not_found",
+            "message": "source 'nope' does not exist",
+            "hint": "see: etlctl source list",
+            "exit_code": 3,
+        }
+    }
+    not_json = client.post("/api/v1/sources", content=b"{", headers={"Content-Type": "x"})
+    assert not_json.status_code == 422 and not_json.json()["error"]["exit_code"] == 2
+    assert client.get("/api/v1/runs", params={"limit": 0}).status_code == 422
+
+
+config_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+# The secret goes where secrets go (the password field), or where nothing may echo it.
+configs = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "password": st.just(SECRET) | st.just({"fromEnv": "PW"}) | st.just(catalog.MASK),
+            **{
+                key: config_values
+                for key in ("host", "port", "dbname", "user", "query", "path", "table")
+            },
+        },
+    )
+    | st.just(SECRET)
+    | st.lists(st.just(SECRET), max_size=2)
+)
+bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.sampled_from(["pg", "Bad Name", "", "x" * 70]) | st.text(max_size=10),
+        "type": st.sampled_from(["postgres", "csv", "sqlite", "nope"]),
+        "config": configs,
+        "image": st.none() | st.text(max_size=10),
+        "extra": st.just(SECRET),
+    },
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(kind=st.sampled_from(["sources", "loaders"]), body=bodies, patch=st.booleans())
+def test_no_body_makes_a_500_or_shows_a_secret(client, kind, body, patch):
+    if patch:
+        response = client.patch(f"/api/v1/{kind}/pg", json=body)
+    else:
+        response = client.post(f"/api/v1/{kind}", json=body)
+    assert response.status_code in {200, 201, 404, 409, 422}, response.text
+    assert SECRET not in response.text
+    error = response.json().get("error") if response.status_code >= 400 else None
+    if error is not None:
+        assert "\n" not in error["message"] and "Traceback" not in error["message"]
+    assert SECRET not in client.get(f"/api/v1/{kind}").text
