@@ -109,7 +109,7 @@ def _sweep_legacy_run_files(store: Store) -> list[str]:
             if directory.stat().st_uid != os.getuid():
                 continue
             for run_file in directory.glob("*.json"):
-                with contextlib.suppress(ValueError, AttributeError, TypeError):
+                with contextlib.suppress(ValueError, AttributeError, TypeError, KeyError):
                     run_id = json.loads(run_file.read_bytes())["run"]["id"]
                     run = view.find_run(run_id)
                     if run is not None and run.status is not RunStatus.RUNNING:
