@@ -88,6 +88,7 @@ CONNECTION_FIELDS = (
     SpecField("schedule", "schedule", (str,), "a string"),
     SpecField("onError", "on_error", (str,), "a string", choices=tuple(OnError)),
     SpecField("transform", "transform", (dict,), "a mapping"),
+    SpecField("allowEmpty", "allow_empty", (bool,), "true or false"),
 )
 SPEC_FIELDS: dict[str, tuple[SpecField, ...]] = {
     "source": CONNECTOR_FIELDS,
@@ -557,6 +558,7 @@ def connection_spec(connection: Connection) -> dict[str, Any]:
         "schedule": connection.schedule,
         "onError": connection.on_error.value,
         "transform": connection.transform,
+        "allowEmpty": connection.allow_empty or None,
     }
     return {key: value for key, value in spec.items() if value not in (None, [])}
 
@@ -701,6 +703,7 @@ class _Reconciler:
                     schedule=fields.get("schedule", "manual"),
                     on_error=fields.get("on_error", OnError.FAIL),
                     transform=fields.get("transform"),
+                    allow_empty=fields.get("allow_empty", False),
                     managed_by=MANAGED_BY,
                 ),
             ),

@@ -135,6 +135,8 @@ class Connection(_Model):
     schedule: str = "manual"
     on_error: OnError = OnError.FAIL
     transform: dict[str, Any] | None = None
+    # A full_refresh from a source with no records empties the target only when allowed.
+    allow_empty: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     managed_by: str | None = None

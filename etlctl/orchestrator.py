@@ -196,6 +196,7 @@ def _run_document(
             "primary_key": connection.primary_key,
             "on_error": connection.on_error.value,
             "transform": connection.transform,
+            "allow_empty": connection.allow_empty,
         },
         "run": {"id": run.id, "connection": connection.name, "connection_id": connection.id},
         "broker": {"url": amqp_url, "data_queue": queues.data, "events_queue": queues.events},

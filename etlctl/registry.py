@@ -226,6 +226,7 @@ def new_connection(
     on_error: OnError | str = OnError.FAIL,
     transform: dict[str, Any] | None = None,
     managed_by: str | None = None,
+    allow_empty: bool = False,
 ) -> Connection:
     validate_name(name, "connection name")
     return _build(
@@ -240,6 +241,7 @@ def new_connection(
         schedule=scheduler.normalize_schedule(schedule),
         on_error=on_error,
         transform=transform,
+        allow_empty=allow_empty,
         managed_by=managed_by,
     )
 

@@ -106,8 +106,8 @@ class CsvExtractor(Extractor):
         for path in check_readable(self.config["path"]):
             csv_file = CsvFile(path, self.config)
             try:
-                if self.config["header"] and csv_file.next_row() is None:
-                    raise ConnectorError(f"{path} is empty: no header line")
+                if self.config["header"]:
+                    self._column_names(csv_file)
             finally:
                 csv_file.close()
 
@@ -132,8 +132,6 @@ class CsvExtractor(Extractor):
             self.current = CsvFile(path, self.config)
             self.bytes_read.open_file(path, self.current.handle)
             names = self._column_names(self.current)
-            if names is None:
-                continue  # an empty file
             first = max(self.context.batch.max_records, self.config["sample_rows"])
             sample = self.current.chunk(first)
             if converter is None or [c.name for c in converter.columns] != names:
@@ -141,12 +139,16 @@ class CsvExtractor(Extractor):
             self._read_file(self.current, names, sample, converter, out)
         self.close()
 
-    def _column_names(self, csv_file: CsvFile) -> list[str] | None:
+    def _column_names(self, csv_file: CsvFile) -> list[str]:
         given = self.config.get("column_names")
         if self.config["header"]:
             header = csv_file.next_row()
-            if header is None:
-                return None
+            if not header:
+                # Like a glob that matches nothing: a file truncated to nothing is no source.
+                raise ConnectorError(
+                    f"{csv_file.path} is empty: no header line (header: true); a file "
+                    "without records still needs its header"
+                )
             names = given or header
         else:
             names = given

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from connectors.loaders.files import FileLoader
-from connectors.sdk import Column, ConnectorError
+from connectors.sdk import Column, ConnectorError, LoadMark
 
 
 def _text(value: Any) -> Any:
@@ -42,6 +42,16 @@ class CsvLoader(FileLoader):
                 f"{self.target} has the columns {existing}, the source {names}: "
                 "use full_refresh to rewrite it"
             )
+
+    def finish_empty(self, mark: LoadMark) -> None:
+        # An allowed empty full_refresh: the file keeps the columns it had (its header).
+        existing = self._existing_header()
+        if existing and not self.appends:
+            handle = self._handle()
+            handle.seek(0)
+            handle.truncate()
+            handle.write(self._encode_rows([existing]))
+        self.finish(mark)
 
     def resume(self, columns: list[str]) -> None:
         self.columns = list(columns)

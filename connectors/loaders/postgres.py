@@ -143,9 +143,23 @@ class PostgresLoader(Loader):
         self._db().commit()
 
     def finish(self, mark: LoadMark) -> None:
-        db = self._db()
         if self.full_refresh:
             self._swap_staging_in()
+        self._finish_run(mark)
+
+    def finish_empty(self, mark: LoadMark) -> None:
+        if not (self.full_refresh and self._existing_columns(self.table)):
+            self.finish(mark)
+            return
+        # An allowed empty full_refresh: the table keeps its columns and types (and the views
+        # on it), only its rows go; in the transaction of the mark.
+        db = self._db()
+        db.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._name(self.write_table)))
+        db.execute(sql.SQL("DELETE FROM {}").format(self._name(self.table)))
+        self._finish_run(mark)
+
+    def _finish_run(self, mark: LoadMark) -> None:
+        db = self._db()
         self._record_mark(mark)
         db.execute(
             sql.SQL("DELETE FROM {} WHERE connection = %s AND run_id <> %s")
@@ -176,13 +190,14 @@ class PostgresLoader(Loader):
         return self.connection
 
     # --- tables ------------------------------------------------------------------------------
-    def _existing_columns(self) -> dict[str, str]:
-        """Column name -> type name (pg_type.typname) of the table written to, {} if none."""
+    def _existing_columns(self, table: str | None = None) -> dict[str, str]:
+        """Column name -> type name (pg_type.typname) of ``table`` (default: the table
+        written to), {} if none."""
         rows = self._db().execute(
             "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
             "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
             "ORDER BY a.attnum",
-            [self._qualified(self.write_table)],
+            [self._qualified(table or self.write_table)],
         ).fetchall()
         return {name: kind for name, kind in rows}
 

@@ -181,6 +181,21 @@ class SqliteLoader(Loader):
             # Swap in the same transaction as the last rows and the mark: all or nothing.
             db.execute(f"DROP TABLE IF EXISTS {quote(self.table)}")
             db.execute(f"ALTER TABLE {quote(self.write_table)} RENAME TO {quote(self.table)}")
+        self._finish_run(mark)
+
+    def finish_empty(self, mark: LoadMark) -> None:
+        if not (self.full_refresh and self._existing_columns(self.table)):
+            self.finish(mark)
+            return
+        # An allowed empty full_refresh: the table keeps its columns and types (a header-only
+        # file would declare every column as text), only its rows go.
+        db = self._db()
+        db.execute(f"DROP TABLE IF EXISTS {quote(self.write_table)}")
+        db.execute(f"DELETE FROM {quote(self.table)}")
+        self._finish_run(mark)
+
+    def _finish_run(self, mark: LoadMark) -> None:
+        db = self._db()
         self._record_mark(mark)
         db.execute(
             f"DELETE FROM {LOADS_TABLE} WHERE connection = ? AND run_id <> ?",

@@ -25,6 +25,7 @@ import orjson
 
 from connectors.sdk.context import RunContext
 from connectors.sdk.cursor import CursorTracker
+from connectors.sdk.empty import refuse_empty_refresh
 from connectors.sdk.errors import ConfigError, ConnectorError, Position, RecordError
 from connectors.sdk.faults import Faults
 from connectors.sdk.protocol import (
@@ -138,6 +139,7 @@ class RecordStream:
             raise ConfigError(f"invalid transform: {exc}") from None
         self._plan: TransformPlan | None = None
         self.records_sent = 0
+        self.records_filtered = 0  # dropped by the transform's filter
         self.bytes_sent = 0
         self._rejects = Rejects(publisher, context)
         self._pending: list[Any] = []
@@ -239,6 +241,8 @@ class RecordStream:
                 continue
             if transformed is not None:
                 out.append(transformed)
+            else:
+                self.records_filtered += 1
         return out
 
     def write_record(self, record: dict[str, Any]) -> None:
@@ -364,11 +368,21 @@ class RecordStream:
 
     def end(self) -> None:
         self.flush()
+        # Before END: without END no loader replaces its target by what this run sent.
+        refuse_empty_refresh(self.context.sync, self.records_sent, self._why_nothing_sent())
         if self.schema is None:
             self.declare([])  # an empty source still tells the loader its (empty) schema
         self._require_cursor_column()
         announced = self.records_sent + (1 if Faults().reached("end_count") else 0)
         self._send(END, {"records": announced, "state": self.state()})
+
+    def _why_nothing_sent(self) -> str:
+        reasons = []
+        if self.records_filtered:
+            reasons.append(f"{self.records_filtered} dropped by the transform's filter")
+        if self.rejected:
+            reasons.append(f"{self.rejected} rejected as bad records")
+        return "no record is left to load: " + ", ".join(reasons) if reasons else ""
 
     def _send(self, message_type: str, payload: dict[str, Any]) -> None:
         self._send_body(message_type, orjson.dumps(payload, default=_json_default))

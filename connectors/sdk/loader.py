@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from connectors.sdk.context import RunContext
+from connectors.sdk.empty import empty_refresh, refuse_empty_refresh
 from connectors.sdk.errors import ConfigError, ProtocolError, RecordError
 from connectors.sdk.faults import CRASH_AFTER_COMMIT_ENV, CRASH_EXIT_CODE, Faults
 from connectors.sdk.protocol import CHECKPOINT, END, RECORDS, SCHEMA, Column, Schema
@@ -70,7 +71,9 @@ class Loader:
     ``start()`` once; ``begin(schema)`` at the first SCHEMA; ``add_columns(columns)`` when a
     later SCHEMA adds columns; ``write_batch(columns, rows)`` per batch; ``commit(mark)``
     at commit points; ``finish(mark)`` at END (commit the rest and, for full_refresh, swap
-    the staging copy in); ``close(failed)`` always, last.
+    the staging copy in), or ``finish_empty(mark)`` when a full_refresh brought no records
+    and the connection allows it (an empty full_refresh it does not allow is refused before
+    either); ``close(failed)`` always, last.
     """
 
     #: sync modes this loader supports; others are refused before anything is written
@@ -119,6 +122,12 @@ class Loader:
     def finish(self, mark: LoadMark) -> None:
         """END: commit the rest and make the result visible (the full_refresh swap)."""
         self.commit(mark)
+
+    def finish_empty(self, mark: LoadMark) -> None:
+        """END of a full_refresh that brought no records, which the connection allows
+        (``allow_empty``): empty the target but keep its columns and types; a target that
+        does not exist yet is made from the schema. The default finishes as usual."""
+        self.finish(mark)
 
     def close(self, failed: bool) -> None:
         """Release the target; on failure drop what was not committed."""
@@ -300,8 +309,15 @@ class LoadEngine:
             self.loader.schema = Schema("", [])
             self.loader.resume([])
         mark = self._mark()
+        empty = empty_refresh(self.context.sync, self.loaded)
+        if empty:
+            rejected = f"all {self.skipped} records rejected by the loader" if self.skipped else ""
+            refuse_empty_refresh(self.context.sync, self.loaded, rejected)
         self._faults.crash("before_finish")
-        self.loader.finish(mark)
+        if empty:
+            self.loader.finish_empty(mark)
+        else:
+            self.loader.finish(mark)
         self._committed_through(mark, body.get("state"))
         if self._faults.reached("exit_without_done"):
             self._faults.exit("exit_without_done", 0)

@@ -72,6 +72,8 @@ class SyncSettings:
     primary_key: tuple[str, ...] = ()
     on_error: str = "fail"
     transform: dict[str, Any] | None = None
+    #: A full_refresh that receives no records may empty the target (else it is refused).
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,12 +127,16 @@ def _sync_settings(raw: dict[str, Any]) -> SyncSettings:
     key = raw.get("primary_key") or ()
     if isinstance(key, str):
         key = (key,)
+    allow_empty = raw.get("allow_empty", False)
+    if not isinstance(allow_empty, bool):
+        raise ConfigError("run file: sync.allow_empty must be true or false")
     return SyncSettings(
         mode=mode,
         cursor_field=raw.get("cursor_field") or None,
         primary_key=tuple(key),
         on_error=on_error,
         transform=raw.get("transform"),
+        allow_empty=allow_empty,
     )
 
 

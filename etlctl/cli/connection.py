@@ -63,6 +63,12 @@ def add(
     transform_file: Path | None = typer.Option(
         None, "--transform-file", help="A YAML/JSON file with the transform (docs/transform.md)."
     ),
+    allow_empty: bool = typer.Option(
+        False,
+        "--allow-empty",
+        help="Let a full_refresh from a source with no records empty the target "
+        "(by default it is refused and the target kept).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the created connection as JSON."),
     no_crontab: bool = no_crontab_option(),
 ) -> None:
@@ -77,6 +83,7 @@ def add(
         schedule,
         on_error,
         transform=_read_transform(transform_file),
+        allow_empty=allow_empty,
     )
     registry.add_connection(state.store, connection)
     if as_json:
@@ -151,6 +158,7 @@ def show(
             ("schedule", connection.schedule),
             ("on error", connection.on_error.value),
             ("transform", connection.transform),
+            ("empty source", "allowed" if connection.allow_empty else "refused in full_refresh"),
             ("state", state["state"] if state else "none (the next sync starts from scratch)"),
             ("last run", f"{last['id']} {last['status']}" if last else "never"),
             ("managed by", connection.managed_by or "cli"),
@@ -185,6 +193,11 @@ def update(
         None, "--transform-file", help="A YAML/JSON file with the transform."
     ),
     no_transform: bool = typer.Option(False, "--no-transform", help="Remove the transform."),
+    allow_empty: bool | None = typer.Option(
+        None,
+        "--allow-empty/--no-allow-empty",
+        help="Whether a full_refresh from a source with no records may empty the target.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the updated connection as JSON."),
     no_crontab: bool = no_crontab_option(),
 ) -> None:
@@ -199,6 +212,7 @@ def update(
         "schedule": schedule,
         "on_error": on_error,
         "transform": _read_transform(transform_file),
+        "allow_empty": allow_empty,
     }
     if no_transform:
         changes["transform"] = {}

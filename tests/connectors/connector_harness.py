@@ -54,6 +54,12 @@ class Queues:
             channel.queue_delete(self.data)
             channel.queue_delete(self.events)
 
+    def reset(self) -> None:
+        """Empty both queues, as etlctl's cleanup does after a run (a failed run may leave
+        messages a later run must not see)."""
+        self.delete()
+        self.declare()
+
     def drain_events(self) -> list[dict[str, Any]]:
         events = []
         with _channel() as channel:
@@ -106,6 +112,8 @@ class Sync:
     # The loader's own batch settings when they must differ from the extractor's (a loader
     # that commits only at checkpoints: a large commit_every).
     loader_batch: dict[str, int] | None = None
+    transform: dict[str, Any] | None = None
+    allow_empty: bool = False
 
     def run_file(self, role: str) -> Path:
         connector_type, config = (
@@ -124,7 +132,8 @@ class Sync:
                 "cursor_field": self.cursor_field,
                 "primary_key": self.primary_key,
                 "on_error": self.on_error,
-                "transform": None,
+                "transform": self.transform,
+                "allow_empty": self.allow_empty,
             },
             "run": {"id": self.run_id, "connection": self.queues.name, "connection_id": "c1"},
             "broker": {
@@ -146,11 +155,20 @@ class Sync:
         return start_connector(role, connector_type, command, self.run_file(role), env)
 
     def run(self, timeout: float = 120) -> tuple[int, int, list[dict[str, Any]]]:
-        """Start the loader, then the extractor; wait; return both exit codes and the events."""
+        """Start the loader, then the extractor; wait; return both exit codes and the events.
+        A failed extractor sends no END: its loader is stopped, as etlctl does."""
         loader = self.start("loader")
         extractor = self.start("extractor")
-        extractor_code = extractor.wait(timeout)
-        loader_code = loader.wait(timeout)
+        try:
+            extractor_code = extractor.wait(timeout)
+            if extractor_code != 0:
+                loader.kill()
+            loader_code = loader.wait(timeout)
+        finally:  # a test that times out leaves no connector running
+            for process in (extractor, loader):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
         self.extractor_log = extractor.stderr.read() if extractor.stderr else ""
         self.loader_log = loader.stderr.read() if loader.stderr else ""
         return extractor_code, loader_code, self.queues.drain_events()

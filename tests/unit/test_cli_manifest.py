@@ -499,3 +499,21 @@ def test_the_docs_example_applies_as_written(cli, tmp_path, store_path):
     assert _docs(store_path)["loader/warehouse"]["config"]["password"] == {
         "fromFile": "/run/secrets/pg_password"
     }
+
+
+# --- allowEmpty (docs/connectors.md, "Empty sources") ------------------------------------------
+def test_allow_empty_is_applied_diffed_exported_and_must_be_a_boolean(cli, manifests, store_path):
+    cli("apply", "-f", str(manifests))
+    assert _docs(store_path)["connection/users-to-warehouse"]["allow_empty"] is False
+    (manifests / "3-connections.yaml").write_text(CONNECTION + "  allowEmpty: true\n")
+    result = cli("diff", "-f", str(manifests), "--exit-code", code=1)
+    assert "allowEmpty: (none) -> true" in result.stdout
+    cli("apply", "-f", str(manifests))
+    assert _docs(store_path)["connection/users-to-warehouse"]["allow_empty"] is True
+    exported = cli("export").stdout
+    assert "allowEmpty: true" in exported
+    before = store_path.read_bytes()
+    (manifests / "3-connections.yaml").write_text(CONNECTION + "  allowEmpty: 'yes'\n")
+    result = cli("apply", "-f", str(manifests), code=2)
+    assert "spec.allowEmpty: must be true or false, not a string" in result.stderr
+    assert store_path.read_bytes() == before

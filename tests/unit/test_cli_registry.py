@@ -321,3 +321,20 @@ def test_settings_are_validated_kept_in_the_store_and_masked(cli, store_path):
     assert "runtime must be one of" in cli("settings", "set", "runtime", "k8s", code=2).stderr
     cli("settings", "unset", "runtime")
     assert json.loads(cli("settings", "show", "--json").stdout)["runtime"] == "docker"
+
+
+def test_allow_empty_is_off_by_default_and_set_by_add_and_update(cli, tmp_path):
+    _registered(cli, tmp_path)
+
+    def allowed(name: str) -> bool:
+        return json.loads(cli("connection", "show", name, "--json").stdout)["allow_empty"]
+
+    cli("connection", "add", "strict", "--source", "users", "--loader", "wh")
+    cli("connection", "add", "lenient", "--source", "users", "--loader", "wh", "--allow-empty")
+    assert (allowed("strict"), allowed("lenient")) == (False, True)
+    assert "empty source: refused in full_refresh" in cli("connection", "show", "strict").stdout
+    cli("connection", "update", "strict", "--allow-empty")
+    cli("connection", "update", "lenient", "--no-allow-empty")
+    assert (allowed("strict"), allowed("lenient")) == (True, False)
+    assert "unchanged" in cli("connection", "update", "lenient", "--mode", "full_refresh").stdout
+    assert allowed("lenient") is False
