@@ -182,7 +182,12 @@ HTTP_PAGINATION = _prop(
         ),
         "token_param": _prop("string", "cursor_token: query parameter of the token",
                              default="cursor"),
-        "max_pages": _prop("integer", "stop after this many pages (safety net)", minimum=1),
+        "max_pages": _prop(
+            "integer",
+            "at most this many pages: an API with more fails the sync rather than being read "
+            "in part (default 100000)",
+            minimum=1,
+        ),
     },
     required=["type"],
     additionalProperties=False,

@@ -41,6 +41,9 @@ MAX_BACKOFF_SECONDS = 30.0
 MAX_RETRY_AFTER_SECONDS = 300.0  # a server asking for longer than this is treated as down
 # The record count many APIs put in a header; ``total_path`` names one in the body instead.
 TOTAL_COUNT_HEADER = "X-Total-Count"
+# A bound on any pagination, so that an API that pages for ever (distinct links, new pages
+# each time) fails in hours of work at worst, never in the 6 h timeout. Raise it for bigger APIs.
+DEFAULT_MAX_PAGES = 100_000
 
 
 def without_query(url: str) -> str:
@@ -94,6 +97,61 @@ class Page:
     records: list[Any]
     body: Any
     response: requests.Response
+
+
+def request_key(request: PageRequest) -> str:
+    """The request as the server sees it: the URL with its parameters merged in."""
+    prepared = requests.Request("GET", request.url, params=request.params).prepare()
+    return prepared.url or request.url
+
+
+class PaginationGuard:
+    """Stops a pagination that does not advance, instead of looping until the timeout:
+    a next request that was made before (a next link or cursor token that never changes),
+    or, for page_number/offset_limit, a page identical to the one before (an API that
+    ignores the page or offset parameter)."""
+
+    def __init__(self, style: str, settings: dict[str, Any]) -> None:
+        self.style = style
+        self.settings = settings
+        self.seen: dict[str, int] = {}  # request -> the page number it fetched
+        self.previous_body: bytes | None = None
+
+    def request(self, request: PageRequest, number: int) -> None:
+        key = request_key(request)
+        first = self.seen.get(key)
+        if first is not None:
+            raise ConnectorError(
+                f"page {number}: the pagination does not advance: the next request is the one "
+                f"of page {first} again ({without_query(key)}, {self._advanced_by()}); check "
+                "the pagination settings, or the API",
+                {"page": number},
+            )
+        self.seen[key] = number
+
+    def page(self, page: Page) -> None:
+        if self.style not in ("page_number", "offset_limit"):
+            return
+        body = page.response.content
+        if body == self.previous_body and page.records:
+            raise ConnectorError(
+                f"page {page.number}: the pagination does not advance: the API sent the same "
+                f"records as for page {page.number - 1} ({self._advanced_by()}); it may ignore "
+                "that parameter: check the pagination settings",
+                {"page": page.number},
+            )
+        self.previous_body = body
+
+    def _advanced_by(self) -> str:
+        settings = self.settings
+        return {
+            "next_link_body": f"next link at {settings.get('next_link_path', 'next')!r}",
+            "link_header": "next link in the Link header",
+            "cursor_token": f"token at {settings.get('token_path', 'next_cursor')!r} sent as "
+            f"{settings.get('token_param', 'cursor')!r}",
+            "page_number": f"page parameter {settings.get('page_param', 'page')!r}",
+            "offset_limit": f"offset parameter {settings.get('offset_param', 'offset')!r}",
+        }.get(self.style, "pagination type " + self.style)
 
 
 class HttpExtractor(Extractor):
@@ -158,16 +216,27 @@ class HttpExtractor(Extractor):
 
     def _pages(self) -> Iterator[Page]:
         style = self.pagination["type"]
-        max_pages = self.pagination.get("max_pages")
+        max_pages = self.pagination.get("max_pages") or DEFAULT_MAX_PAGES
         request: PageRequest | None = PageRequest(self.first_url, self._first_params())
+        guard = PaginationGuard(style, self.pagination)
         number = 0
         while request is not None:
             number += 1
+            guard.request(request, number)
             page = self._fetch(request, number)
+            guard.page(page)
             yield page
-            if style == "none" or (max_pages and number >= max_pages):
+            if style == "none":
                 return
             request = self._next_request(style, page, request)
+            if request is not None and number >= max_pages:
+                # Stopping here would pass a partial read off as the whole source.
+                raise ConnectorError(
+                    f"page {number}: the API still has a next page after max_pages "
+                    f"({max_pages}); the read would be incomplete, so the sync stops: raise "
+                    "pagination.max_pages if the API is that large",
+                    {"page": number},
+                )
 
     def _first_params(self) -> dict[str, Any]:
         params = dict(self.config.get("params") or {})

@@ -4,6 +4,7 @@ in every supported style and injects 429 (with Retry-After) and 500 responses.""
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +13,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from connector_harness import events_of
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connectors.extractors.http import HttpExtractor
+from connectors.registry import HTTP_EXTRACTOR_SPEC
+from connectors.sdk.context import RunContext
+from connectors.sdk.entrypoint import with_defaults
+from connectors.sdk.errors import ConnectorError
+from connectors.sdk.protocol import BatchLimits, SyncSettings
 
 RECORDS = [
     {"id": i, "name": f"Zoë {i}", "meta": {"tags": ["a", i]},
@@ -74,6 +84,33 @@ class Api(BaseHTTPRequestHandler):
         start = int(query.get("token") or 0)
         token = str(start + PAGE) if start + PAGE < len(records) else None
         self._send(200, {"results": records[start:start + PAGE], "meta": {"next": token}})
+
+    # --- APIs whose pagination does not advance, or that hold nothing ---------------------
+    def _stuck_link(self, records: list[dict], query: dict[str, str]) -> None:
+        self._send(200, {"results": records[:PAGE], "next": "/stuck-link?from=10"})
+
+    def _stuck_token(self, records: list[dict], query: dict[str, str]) -> None:
+        self._send(200, {"results": records[:PAGE], "meta": {"next": "same-token"}})
+
+    def _ignored_page(self, records: list[dict], query: dict[str, str]) -> None:
+        self._send(200, {"results": records[:PAGE]})  # whatever page was asked for
+
+    def _endless(self, records: list[dict], query: dict[str, str]) -> None:
+        n = int(query.get("n", 1))
+        self._send(200, {"results": [{"id": n}], "next": f"/endless?n={n + 1}"})
+
+    def _graph(self, records: list[dict], query: dict[str, str]) -> None:
+        """Page ``at`` of ``links`` (comma-separated next page per page; -1: the last)."""
+        links = [int(link) for link in query["links"].split(",")]
+        at = int(query.get("at", 0))
+        following = links[at]
+        self._send(200, {
+            "results": [{"id": at}],
+            "next": None if following < 0 else f"/graph?links={query['links']}&at={following}",
+        })
+
+    def _empty(self, records: list[dict], query: dict[str, str]) -> None:
+        self._send(200, {"results": []})
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
@@ -186,3 +223,122 @@ def test_incremental_sends_the_saved_cursor_and_saves_the_new_one(tmp_path, make
     assert Api.seen[0]["query"] == {"since": "2024-05-02T00:00:00", "fields": "all", "p": "1"}
     committed = events_of(events, "checkpoint_committed", "loader")
     assert committed[-1]["state"]["cursor"] == "2024-05-03T00:00:00"
+
+
+# --- pagination that does not advance (issue 12, section 6) -----------------------------------
+def filled_target(tmp_path) -> dict[str, Any]:
+    path = tmp_path / "target.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+    db.executemany("INSERT INTO users VALUES (?, ?)", [(1, "Ada"), (2, "Bob"), (3, "Cy")])
+    db.commit()
+    db.close()
+    return {"path": str(path), "table": "users"}
+
+
+def target_rows(target: dict[str, Any]) -> list[tuple]:
+    db = sqlite3.connect(target["path"])
+    try:
+        return db.execute("SELECT * FROM users ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+STUCK = {
+    "next-link-repeats": (
+        "/stuck-link", {"type": "next_link_body"}, 2,
+        "page 3: the pagination does not advance: the next request is the one of page 2 again "
+        "(http://127.0.0.1:{port}/stuck-link, next link at 'next'); check the pagination "
+        "settings, or the API",
+    ),
+    "cursor-token-repeats": (
+        "/stuck-token", {"type": "cursor_token", "token_path": "meta.next"}, 2,
+        "page 3: the pagination does not advance: the next request is the one of page 2 again "
+        "(http://127.0.0.1:{port}/stuck-token, token at 'meta.next' sent as 'cursor'); check "
+        "the pagination settings, or the API",
+    ),
+    "page-parameter-ignored": (
+        "/ignored-page", {"type": "page_number"}, 2,
+        "page 2: the pagination does not advance: the API sent the same records as for page 1 "
+        "(page parameter 'page'); it may ignore that parameter: check the pagination settings",
+    ),
+    "offset-parameter-ignored": (
+        "/ignored-page", {"type": "offset_limit", "page_size": PAGE}, 2,
+        "page 2: the pagination does not advance: the API sent the same records as for page 1 "
+        "(offset parameter 'offset'); it may ignore that parameter: check the pagination "
+        "settings",
+    ),
+    "more-pages-than-max-pages": (
+        "/endless", {"type": "next_link_body", "max_pages": 5}, 5,
+        "page 5: the API still has a next page after max_pages (5); the read would be "
+        "incomplete, so the sync stops: raise pagination.max_pages if the API is that large",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(STUCK))
+def test_a_pagination_that_does_not_advance_stops_at_once_and_keeps_the_target(
+    tmp_path, make_sync, api, case
+):
+    path, pagination, requests_made, message = STUCK[case]
+    target = filled_target(tmp_path)
+    Api.seen.clear()
+    config = {"url": api + path, "records_path": "results", "pagination": pagination}
+    sync = make_sync("http", config, "sqlite", target)
+    extractor, _, events = sync.run(timeout=60)
+    assert extractor == 1, sync.extractor_log
+    [error] = events_of(events, "error", "extractor")
+    assert error["message"] == message.format(port=api.rsplit(":", 1)[1])
+    # Stopped at once (a repeated request is not even sent), not at the 6 h timeout.
+    assert len(Api.seen) == requests_made
+    assert target_rows(target) == [(1, "Ada"), (2, "Bob"), (3, "Cy")]
+
+
+def test_an_api_of_exactly_max_pages_pages_is_read_whole(tmp_path, make_sync, api):
+    pagination = {"type": "next_link_body", "next_link_path": "links.next", "max_pages": 3}
+    config = {"url": api + "/next-link", "records_path": "data.items", "pagination": pagination}
+    extractor, loader, _, records, sync = read_all(tmp_path, make_sync, config)
+    assert (extractor, loader) == (0, 0), sync.extractor_log
+    assert records == RECORDS  # 25 records in 3 pages
+
+
+def test_an_empty_api_is_refused_in_full_refresh(tmp_path, make_sync, api):
+    target = filled_target(tmp_path)
+    config = {"url": api + "/empty", "records_path": "results"}
+    sync = make_sync("http", config, "sqlite", target)
+    extractor, _, events = sync.run(timeout=60)
+    assert extractor == 1
+    [error] = events_of(events, "error", "extractor")
+    assert error["message"].startswith("full_refresh refused: the source yielded no records")
+    assert target_rows(target) == [(1, "Ada"), (2, "Bob"), (3, "Cy")]
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(links=st.lists(st.integers(-1, 7), min_size=1, max_size=8))
+def test_any_link_graph_is_read_once_per_page_or_refused_naming_the_repeat(api, links):
+    """Whatever page leads to whatever page: a chain is read whole, each page once; a cycle
+    stops at its first repeat with the pagination error. Never a loop."""
+    links = [link if link < len(links) else -1 for link in links]
+    order, at = [], 0
+    while at >= 0 and at not in order:
+        order.append(at)
+        at = links[at]
+    cycle = at >= 0
+    first = f"{api}/graph?links={','.join(map(str, links))}&at=0"
+    config = {"url": first, "records_path": "results",
+              "pagination": {"type": "next_link_body"}, "timeout": 5, "max_retries": 0}
+    context = RunContext("r", "c", SyncSettings(), BatchLimits())
+    extractor = HttpExtractor(with_defaults(HTTP_EXTRACTOR_SPEC, config), context)
+    read: list[int] = []
+    try:
+        if cycle:
+            with pytest.raises(ConnectorError, match="the pagination does not advance"):
+                for page in extractor._pages():
+                    read.extend(record["id"] for record in page.records)
+        else:
+            for page in extractor._pages():
+                read.extend(record["id"] for record in page.records)
+    finally:
+        extractor.close()
+    assert read == order
