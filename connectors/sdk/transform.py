@@ -14,15 +14,23 @@ A connection may declare::
 
 Steps run in that order (filter sees the source's column names). Conditions are parsed into
 (column, operator, value) triples and evaluated by plain comparisons: nothing is ever passed
-to eval. A transform that names a column the stream does not have is refused with an error
-naming it. etlctl validates the shape when a connection is saved; the column check happens
-when the extractor knows its schema.
+to eval. A filter never drops a row because it could not compare it:
+
+* when a connection is saved, everything that is wrong whatever the columns is refused: a
+  condition that does not parse (``amount >= 10 and amount <= 20``: one condition per item),
+  a value that is not a literal, an operator that does not fit its value (``> true``,
+  ``in 'GB'``), a number written as text in an ordering (``amount > "10"``: text compares
+  character by character);
+* when the extractor knows its columns, before it reads a row, a value whose kind does not
+  fit its column's type (a number against a text column, text against an integer column);
+* a row whose value is not of its column's declared type is a bad record (``on_error``).
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -48,8 +56,40 @@ _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+ORDERINGS = frozenset({">", ">=", "<", "<="})
+MEMBERSHIP = frozenset({"in", "not in"})
+NULL_TESTS = frozenset({"is null", "is not null"})
+# What a filter value may be compared with: the kind of value each column type holds.
+KIND_OF_TYPE = {
+    "integer": "number",
+    "number": "number",
+    "string": "text",
+    "date": "text",
+    "timestamp": "text",
+    "boolean": "boolean",
+}
+_NUMBER_TEXT = re.compile(r"\s*[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*\Z")
+_DATE_PREFIX = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+ALLOWED = (
+    "a condition is COLUMN OP VALUE, one per list item (all must hold); OP is ==, !=, >, >=, "
+    "<, <=, in, not in, is null, is not null; VALUE is a number (10), quoted text ('GB'), "
+    "true/false, or a list ([1, 2])"
+)
+
+
 class TransformError(ValueError):
     """The transform is malformed or does not fit the stream's columns."""
+
+
+def value_kind(value: Any) -> str:
+    """number, text, boolean (or json): what a value compares as."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, dict | list):
+        return "json"
+    return "text"
 
 
 @dataclass(frozen=True)
@@ -58,35 +98,145 @@ class Condition:
     op: str
     value: Any = None
 
-    def test(self, value: Any) -> bool:
+    @property
+    def kind(self) -> str | None:
+        """What the value compares as (number, text, boolean); None for the null tests."""
+        if self.op in NULL_TESTS:
+            return None
+        return value_kind(self.value[0] if self.op in MEMBERSHIP else self.value)
+
+    def test(self, value: Any, strict: bool = False) -> bool:
+        """Whether ``value`` passes. ``strict`` (a column of a scalar type): a value of another
+        kind than the condition's is not of its column's type: a bad record (TypeError),
+        never a row silently dropped."""
         if self.op == "is null":
             return value is None
         if self.op == "is not null":
             return value is not None
+        if value is None:
+            return False  # SQL-like: NULL compares as unknown (in and not in too): dropped
+        if strict and value_kind(value) != self.kind:
+            raise TypeError(
+                f"filter {self.text()}: column {self.column!r} holds {value!r}, which is not "
+                f"{self.kind}"
+            )
         if self.op == "in":
             return value in self.value
         if self.op == "not in":
             return value not in self.value
-        if value is None:
-            return False  # SQL-like: NULL compares as unknown, the row is dropped
         try:
             return _COMPARISONS[self.op](value, self.value)
         except TypeError:
-            return False
+            raise TypeError(
+                f"filter {self.text()}: cannot compare the value {value!r} of column "
+                f"{self.column!r} with {self.value!r}"
+            ) from None
+
+    def text(self) -> str:
+        if self.op in NULL_TESTS:
+            return f"{self.column} {self.op}"
+        return f"{self.column} {self.op} {json.dumps(self.value, ensure_ascii=False)}"
+
+    def check_fits(self, column_type: str) -> None:
+        """Refuse a value whose kind does not fit the column's type (before any row)."""
+        if self.op in NULL_TESTS:
+            return
+        if column_type == "json":
+            if self.op in ORDERINGS:
+                raise TransformError(
+                    f"filter {self.text()!r}: column {self.column!r} holds JSON, which cannot "
+                    "be ordered; use ==, !=, in, is null"
+                )
+            return
+        expected = KIND_OF_TYPE.get(column_type, "text")
+        values = self.value if self.op in MEMBERSHIP else [self.value]
+        kinds = {value_kind(value) for value in values}
+        if kinds != {expected}:
+            hint = {
+                "number": "compare it with a number, unquoted",
+                "text": "compare it with quoted text; to compare numbers, declare the "
+                "column's type in the source (csv: column_types)",
+                "boolean": "compare it with true or false",
+            }[expected]
+            raise TransformError(
+                f"filter {self.text()!r}: column {self.column!r} is {column_type} and "
+                f"{self.value!r} is {' and '.join(sorted(kinds))}: {hint}"
+            )
+        if expected == "boolean" and self.op in ORDERINGS:
+            raise TransformError(
+                f"filter {self.text()!r}: column {self.column!r} is boolean: use == or !="
+            )
+        if column_type in ("date", "timestamp"):
+            bad = [v for v in values if not _DATE_PREFIX.match(v)]
+            if bad:
+                raise TransformError(
+                    f"filter {self.text()!r}: column {self.column!r} is {column_type}: "
+                    f"compare it with an ISO 8601 date such as '2024-05-01', not {bad[0]!r}"
+                )
 
 
-def _literal(text: str) -> Any:
-    """A JSON or Python literal (42, 1.5, "x", 'x', true, null, ['a', 'b']); a bare word is
-    a string. ast.literal_eval only builds literals: it never runs code."""
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a value a filter can compare with")
+
+
+def _literal(raw: str, text: str) -> Any:
+    """A JSON or Python literal (42, 1.5, "x", 'x', true, null, ['a', 'b']). Anything else
+    (a bare word, ``10 and amount <= 20``) is refused rather than read as text.
+    ast.literal_eval only builds literals: it never runs code."""
     text = text.strip()
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except (json.JSONDecodeError, ValueError, RecursionError):
         pass
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return text
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise TransformError(
+            f"filter {raw!r}: {text!r} is not a value; {ALLOWED}"
+        ) from None
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str | int)  # bool is an int
+
+
+def _check_value(raw: Any, column: str, op: str, value: Any) -> None:
+    """Everything about a condition's value that is wrong whatever the column."""
+    where = f"filter {raw!r}"
+    if op in NULL_TESTS:
+        if value is not None:
+            raise TransformError(f"{where}: {op} takes no value")
+        return
+    if value is None:
+        raise TransformError(f"{where}: compare with a value, or use 'is null'")
+    if op in MEMBERSHIP:
+        if not isinstance(value, list):
+            raise TransformError(f"{where}: {op} needs a list value, e.g. ['GB', 'FR']")
+        if not value:
+            raise TransformError(f"{where}: {op} needs a list of at least one value")
+        if not all(_is_scalar(item) for item in value):
+            raise TransformError(
+                f"{where}: the list may hold numbers, text or true/false, not null or lists"
+            )
+        kinds = {value_kind(item) for item in value}
+        if len(kinds) > 1:
+            raise TransformError(f"{where}: the list mixes {' and '.join(sorted(kinds))}")
+        return
+    if not _is_scalar(value):
+        raise TransformError(
+            f"{where}: {value!r} is not a value a filter can compare with; {ALLOWED}"
+        )
+    if op in ORDERINGS:
+        if isinstance(value, bool):
+            raise TransformError(f"{where}: true/false cannot be ordered: use == or !=")
+        if isinstance(value, str) and _NUMBER_TEXT.match(value):
+            raise TransformError(
+                f"{where}: {value!r} is text, and text compares character by character "
+                f"('9' > '10'); to compare numbers write the number unquoted: "
+                f"{column} {op} {value.strip()}"
+            )
 
 
 def parse_condition(raw: Any) -> Condition:
@@ -99,21 +249,19 @@ def parse_condition(raw: Any) -> Condition:
         match = _CONDITION.match(raw)
         if not match:
             raise TransformError(
-                f'filter condition {raw!r}: expected COLUMN OP VALUE, e.g. "amount > 10"'
+                f'filter condition {raw!r}: expected COLUMN OP VALUE, e.g. "amount > 10"; '
+                f"{ALLOWED}"
             )
         column = match["column"]
         op = " ".join(match["op"].lower().split())
-        value = _literal(match["value"]) if match["value"] else None
+        value = _literal(raw, match["value"]) if match["value"] else None
+        if op in NULL_TESTS and match["value"]:
+            raise TransformError(f"filter {raw!r}: {op} takes no value")
     else:
         raise TransformError(f"filter condition {raw!r} must be a string or a mapping")
-    if op not in _COMPARISONS and op not in ("in", "not in", "is null", "is not null"):
+    if op not in _COMPARISONS and op not in MEMBERSHIP | NULL_TESTS:
         raise TransformError(f"filter condition on {column!r}: unknown operator {op!r}")
-    if op in ("in", "not in") and not isinstance(value, list):
-        raise TransformError(f"filter condition on {column!r}: {op} needs a list value")
-    if op in _COMPARISONS and value is None:
-        raise TransformError(
-            f"filter condition on {column!r}: compare with a value, or use 'is null'"
-        )
+    _check_value(raw, column, op, value)
     return Condition(column, op, value)
 
 
@@ -183,8 +331,10 @@ class Transform:
                     f"have (columns: {', '.join(available)})"
                 )
 
+        types = {column.name: column.type for column in columns}
         for condition in self.conditions:
             need(condition.column, "filter", names)
+            condition.check_fits(types[condition.column])
         kept = list(names)
         if self.select is not None:
             for column in self.select:
@@ -193,7 +343,6 @@ class Transform:
         for column in self.exclude:
             need(column, "exclude", names)
         kept = [name for name in kept if name not in self.exclude]
-        types = {column.name: column.type for column in columns}
         renames = dict(self.rename)
         for column in renames:
             need(column, "rename", kept)
@@ -211,7 +360,9 @@ class Transform:
         output += [Column(name, json_type_of(value) or "string") for name, value in self.add]
         return TransformPlan(
             output_columns=output,
-            conditions=tuple((names.index(c.column), c) for c in self.conditions),
+            conditions=tuple(
+                (names.index(c.column), c, types[c.column] != "json") for c in self.conditions
+            ),
             picks=tuple(names.index(name) for name in kept),
             casters=tuple(casters),
             constants=tuple(value for _, value in self.add),
@@ -221,15 +372,15 @@ class Transform:
 @dataclass(frozen=True)
 class TransformPlan:
     output_columns: list[Column]
-    conditions: tuple[tuple[int, Condition], ...]
+    conditions: tuple[tuple[int, Condition, bool], ...]  # column index, condition, strict
     picks: tuple[int, ...]
     casters: tuple[Callable[[Any], Any] | None, ...]
     constants: tuple[Any, ...]
 
     def apply_row(self, row: list[Any]) -> list[Any] | None:
         """The transformed row, or None when a filter drops it. Cast errors raise ValueError."""
-        for index, condition in self.conditions:
-            if not condition.test(row[index]):
+        for index, condition, strict in self.conditions:
+            if not condition.test(row[index], strict):
                 return None
         out = [row[i] for i in self.picks]
         for index, caster in enumerate(self.casters):

@@ -517,3 +517,16 @@ def test_allow_empty_is_applied_diffed_exported_and_must_be_a_boolean(cli, manif
     result = cli("apply", "-f", str(manifests), code=2)
     assert "spec.allowEmpty: must be true or false, not a string" in result.stderr
     assert store_path.read_bytes() == before
+
+
+def test_a_filter_that_cannot_work_is_refused_by_apply_and_diff(cli, manifests, store_path):
+    cli("apply", "-f", str(manifests))
+    before = store_path.read_bytes()
+    (manifests / "3-connections.yaml").write_text(
+        CONNECTION + "  transform:\n    filter:\n      - 'amount >= 10 and amount <= 20'\n"
+    )
+    for command in ("apply", "diff"):
+        result = cli(command, "-f", str(manifests), code=2)
+        assert "spec.transform: invalid transform: filter 'amount >= 10 and amount <= 20': " \
+               "'10 and amount <= 20' is not a value" in result.stderr
+        assert store_path.read_bytes() == before

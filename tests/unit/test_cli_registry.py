@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from etlctl.cli.main import app
 from etlctl.store import Store
@@ -338,3 +339,32 @@ def test_allow_empty_is_off_by_default_and_set_by_add_and_update(cli, tmp_path):
     assert (allowed("strict"), allowed("lenient")) == (True, False)
     assert "unchanged" in cli("connection", "update", "lenient", "--mode", "full_refresh").stdout
     assert allowed("lenient") is False
+
+
+BAD_FILTERS = {
+    "amount >= 10 and amount <= 20": "'10 and amount <= 20' is not a value; a condition is "
+                                     "COLUMN OP VALUE, one per list item (all must hold)",
+    'amount > "10"': "'10' is text, and text compares character by character ('9' > '10'); "
+                     "to compare numbers write the number unquoted: amount > 10",
+}
+
+
+@pytest.mark.parametrize("condition", list(BAD_FILTERS))
+def test_a_filter_that_cannot_work_is_refused_by_connection_add_and_update(
+    cli, tmp_path, store_path, condition
+):
+    _registered(cli, tmp_path)
+    cli("connection", "add", "c", "--source", "users", "--loader", "wh")
+    transform = tmp_path / "transform.yaml"
+    transform.write_text(yaml.safe_dump({"filter": [condition]}))
+    before = store_path.read_bytes()
+    for command in (("add", "c2", "--source", "users", "--loader", "wh"), ("update", "c")):
+        result = cli("connection", *command, "--transform-file", str(transform), code=2)
+        assert result.stderr.splitlines() == [
+            f"error: invalid transform: filter {condition!r}: {BAD_FILTERS[condition]}"
+            + ("; OP is ==, !=, >, >=, <, <=, in, not in, is null, is not null; VALUE is a "
+               "number (10), quoted text ('GB'), true/false, or a list ([1, 2])"
+               if " and " in condition else ""),
+            "hint: see docs/transform.md",
+        ]
+        assert store_path.read_bytes() == before
