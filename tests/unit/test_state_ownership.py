@@ -1,6 +1,6 @@
 """A sync's state belongs to the connection (its id) that started it: the orchestrator's
 checkpoint handling against a real store file, without containers (those are in
-tests/reliability/test_state_ownership.py)."""
+tests/reliability/test_state_ownership_syncs.py)."""
 
 from __future__ import annotations
 
