@@ -114,6 +114,16 @@ class Broker:
                     "etlctl settings show"
                 ),
             ) from exc
+        except pika.exceptions.ProbableAccessDeniedError as exc:
+            raise ServiceUnavailableError(
+                f"RabbitMQ at {redact_url(url)} does not let user {params.credentials.username} "
+                f"use virtual host {params.virtual_host!r}",
+                hint=(
+                    f"rabbitmqctl set_permissions -p {params.virtual_host} "
+                    f"{params.credentials.username} '.*' '.*' '.*', or use another vhost in "
+                    "the URL"
+                ),
+            ) from exc
         except (pika.exceptions.AMQPError, OSError) as exc:
             raise ServiceUnavailableError(
                 f"RabbitMQ is not reachable at {redact_url(url)}",
@@ -174,6 +184,20 @@ class Broker:
             return True
         except pika.exceptions.ChannelClosedByBroker:
             return False
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+
+    def declare_refused(self, name: str) -> str | None:
+        """Declare and delete a throwaway queue on a spare channel: None when the user may
+        declare queues (what every sync does first), else the broker's reason."""
+        channel = self._connection.channel()
+        try:
+            channel.queue_declare(name, exclusive=True, auto_delete=True)
+            channel.queue_delete(name)
+            return None
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            return f"{exc.reply_code} {exc.reply_text}"
         finally:
             with contextlib.suppress(Exception):
                 channel.close()

@@ -763,3 +763,24 @@ def cron_daemon_running() -> bool | None:
             if comm.read_text().strip() in {"cron", "crond", "cronie", "busybox-crond"}:
                 return True
     return False
+
+
+CRON_ALLOW = Path("/etc/cron.allow")
+CRON_DENY = Path("/etc/cron.deny")
+
+
+def crontab_refusal(user: str | None = None) -> str | None:
+    """Why cron.allow / cron.deny keep the user from installing a crontab, or None."""
+    who = user or pwd.getpwuid(os.getuid()).pw_name
+
+    def names(path: Path) -> set[str]:
+        try:
+            return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+        except OSError:
+            return set()
+
+    if CRON_ALLOW.exists():
+        return None if who in names(CRON_ALLOW) else f"{who} is not listed in {CRON_ALLOW}"
+    if CRON_DENY.exists() and who in names(CRON_DENY):
+        return f"{who} is listed in {CRON_DENY}"
+    return None

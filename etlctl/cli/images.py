@@ -115,7 +115,7 @@ def list_(
                 s.type,
                 s.role,
                 s.image,
-                "present" if s.present else "missing",
+                ("stale" if s.stale else "present") if s.present else "missing",
                 _megabytes(s.size) if s.present else "-",
             )
             for s in statuses
@@ -124,6 +124,12 @@ def list_(
     missing = [s for s in statuses if not s.present]
     if missing:
         stderr.print(f"{len(missing)} missing; build them: etlctl images build", highlight=False)
+    stale = [s for s in statuses if s.present and s.stale]
+    if stale:
+        stderr.print(
+            f"{len(stale)} stale ({stale[0].stale}); rebuild them: etlctl images build",
+            highlight=False,
+        )
 
 
 def _megabytes(size: int | None) -> str:

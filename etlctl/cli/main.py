@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from etlctl.cli import (
     connection,
     connectors_cmd,
+    doctor_cmd,
     images,
     manifest_cmd,
     objects,
@@ -120,6 +121,7 @@ app.command("gc")(sync_cmd.gc)
 app.add_typer(images.app, name="images")
 app.add_typer(settings_cmd.app, name="settings")
 app.command("serve")(serve_cmd.serve)
+app.command("doctor")(doctor_cmd.doctor_command)
 manifest_cmd.register(app)  # apply, diff, export: top-level, kubectl style
 
 

@@ -18,7 +18,7 @@ import contextlib
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import docker
@@ -290,6 +290,7 @@ class ImageDetails:
     id: str
     size: int
     created: str
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 def image_details(image: str) -> ImageDetails | None:
@@ -303,7 +304,35 @@ def image_details(image: str) -> ImageDetails | None:
         id=found.short_id.removeprefix("sha256:"),
         size=int(found.attrs.get("Size", 0)),
         created=str(found.attrs.get("Created", "")),
+        labels=dict((found.attrs.get("Config") or {}).get("Labels") or {}),
     )
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    version: str
+    api_version: str
+    os: str
+
+
+def engine_info() -> EngineInfo:
+    """The engine's version (ServiceUnavailableError when it does not answer)."""
+    with engine_errors():
+        found = client().version()
+    return EngineInfo(
+        version=str(found.get("Version", "?")),
+        api_version=str(found.get("ApiVersion", "?")),
+        os=f"{found.get('Os', '?')}/{found.get('Arch', '?')}",
+    )
+
+
+def network_exists(name: str) -> bool:
+    with engine_errors():
+        try:
+            client().networks.get(name)
+        except docker.errors.NotFound:
+            return False
+    return True
 
 
 def build_image(

@@ -56,6 +56,12 @@ BUILDER_LINE_PREFIX = "  "
 PIP_DOWNLOAD_TIMEOUT_SECONDS = 900
 
 
+VERSION_LABEL = "org.opencontainers.image.version"
+# A hash of the connector code and requirements an image was built from: an image of the
+# same version built from other code (a checkout that moved on) is stale too.
+DIGEST_LABEL = "io.etlctl.connectors-digest"
+
+
 def runtime_image() -> str:
     return f"etlctl/connector-runtime:{image_tag()}"
 
@@ -69,6 +75,7 @@ class ImageStatus:
     id: str | None = None
     size: int | None = None  # bytes
     created: str | None = None  # ISO 8601, from the engine
+    stale: str | None = None  # why the image does not match this etlctl, when it does not
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +132,28 @@ def requirements_text() -> str:
             f"{shipped} is missing: this etlctl installation is incomplete",
             hint="reinstall it: pip install --force-reinstall etlctl",
         ) from None
+
+
+def connectors_digest(requirements: str) -> str:
+    """What the images are built from: the connectors package and its requirements."""
+    digest = hashlib.sha256(requirements.encode("utf-8"))
+    package = Path(connectors.__file__).resolve().parent
+    for path in sorted(package.rglob("*")):
+        if "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"} or not path.is_file():
+            continue
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def stale_reason(labels: dict[str, str], current_digest: str) -> str | None:
+    """Why an image built with these labels is not what this etlctl would build, or None."""
+    version = labels.get(VERSION_LABEL)
+    if version is not None and version != __version__:
+        return f"built by etlctl {version}, this is {__version__}"
+    digest = labels.get(DIGEST_LABEL)
+    if digest is not None and digest != current_digest:
+        return "built from other connector code than this etlctl's"
+    return None
 
 
 # --- the wheelhouse -----------------------------------------------------------------------
@@ -273,7 +302,7 @@ def build_images(types: list[str] | None, base_image: str | None, progress: Prog
 
     requirements = requirements_text()
     wheelhouse = ensure_wheelhouse(requirements, progress)
-    labels = {"org.opencontainers.image.version": __version__}
+    labels = {VERSION_LABEL: __version__, DIGEST_LABEL: connectors_digest(requirements)}
     builder_progress = _indented(progress)
     total = len(selected) + 1
 
@@ -307,6 +336,7 @@ def list_images() -> list[ImageStatus]:
     wanted = [("-", RUNTIME_ROLE, runtime_image())] + [
         (info.type, info.role, info.image) for info in select_connectors(None)
     ]
+    digest = connectors_digest(requirements_text())
     statuses = []
     for connector_type, role, image in wanted:
         details = image_details(image)
@@ -319,6 +349,7 @@ def list_images() -> list[ImageStatus]:
                 id=details.id if details else None,
                 size=details.size if details else None,
                 created=details.created if details else None,
+                stale=stale_reason(details.labels, digest) if details else None,
             )
         )
     return statuses
