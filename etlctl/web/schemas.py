@@ -85,6 +85,9 @@ class ConnectionIn(_In):
     schedule: str = "manual"
     on_error: OnError = OnError.FAIL
     transform: dict[str, Any] | None = None
+    allow_empty: bool = Field(
+        False, description="May a full_refresh from a source with no records empty the target?"
+    )
 
 
 class ConnectionPatch(_In):
@@ -96,6 +99,7 @@ class ConnectionPatch(_In):
     schedule: str | None = None
     on_error: OnError | None = None
     transform: dict[str, Any] | None = Field(None, description="{} removes the transform.")
+    allow_empty: bool | None = None
 
 
 class LastRunOut(_Out):
@@ -117,6 +121,7 @@ class ConnectionOut(_Out):
     schedule: str
     on_error: OnError
     transform: dict[str, Any] | None
+    allow_empty: bool
     managed_by: str | None
     created_at: datetime
     updated_at: datetime

@@ -139,3 +139,22 @@ def test_no_body_makes_a_500_or_shows_a_secret(client, kind, body, patch):
     if error is not None:
         assert "\n" not in error["message"] and "Traceback" not in error["message"]
     assert SECRET not in client.get(f"/api/v1/{kind}").text
+
+
+def test_connections_carry_allow_empty_and_refuse_a_filter_that_cannot_work(client, tmp_path):
+    for kind, body in (
+        ("sources", {"name": "users", "type": "csv", "config": {"path": f"{tmp_path}/u.csv"}}),
+        ("loaders", {"name": "wh", "type": "sqlite",
+                     "config": {"path": f"{tmp_path}/o.db", "table": "users"}}),
+    ):
+        assert client.post(f"/api/v1/{kind}", json=body).status_code == 201
+    created = client.post("/api/v1/connections", json={
+        "name": "c", "source": "users", "loader": "wh", "allow_empty": True})
+    assert created.status_code == 201 and created.json()["allow_empty"] is True
+    patched = client.patch("/api/v1/connections/c", json={"allow_empty": False})
+    assert patched.json()["allow_empty"] is False
+    refused = client.patch("/api/v1/connections/c",
+                           json={"transform": {"filter": ["amount >= 10 and amount <= 20"]}})
+    assert refused.json()["error"]["exit_code"] == 2
+    assert "'10 and amount <= 20' is not a value" in refused.json()["error"]["message"]
+    assert client.get("/api/v1/connections/c").json()["transform"] is None

@@ -54,6 +54,7 @@ def create(
         body.schedule,
         body.on_error,
         transform=body.transform,
+        allow_empty=body.allow_empty,
     )
     registry.add_connection(store, connection)
     scheduler.sync_after_change(store, connection.scheduled, skip_crontab)
