@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the services etlctl needs are installed, running and answering.
 #
-# Usage: scripts/ensure-services.sh [docker] [rabbitmq] [postgres] [cron] [all]
+# Usage: scripts/ensure-services.sh [docker] [rabbitmq] [postgres] [cron] [chromium] [all]
 #        (no argument means "all")
 #
 # Idempotent: each service is checked first; only what is missing is installed (apt-get, with
@@ -14,6 +14,7 @@
 #   rabbitmq  amqp://guest:guest@127.0.0.1:5672/%2F
 #   postgres  postgresql://postgres:postgres@127.0.0.1:5432/postgres
 #   cron      the cron daemon runs and `crontab -l` works for the current user
+#   chromium  /usr/bin/chromium and chromium-driver (the browser tests of `etlctl serve`)
 set -euo pipefail
 
 readonly WAIT_SECONDS="${ETLCTL_SERVICE_WAIT:-60}"
@@ -222,6 +223,19 @@ ensure_cron() {
     wait_until "cron" cron_running || die "the cron daemon did not start"
 }
 
+# --- chromium -----------------------------------------------------------------------------
+# Debian's build: Playwright drives it with executable_path (its own download cannot work
+# on hosts without internet access).
+ensure_chromium() {
+    if [ -x /usr/bin/chromium ] && have chromedriver; then
+        say "chromium is installed"
+        return
+    fi
+    apt_install chromium chromium-driver
+    [ -x /usr/bin/chromium ] || die "chromium missing after installing it"
+    say "chromium is installed"
+}
+
 # --- main -----------------------------------------------------------------------------------
 main() {
     local services=("$@")
@@ -231,10 +245,10 @@ main() {
     local wanted=() s
     for s in "${services[@]}"; do
         case "$s" in
-            all) wanted+=(docker rabbitmq postgres cron) ;;
-            docker | rabbitmq | postgres | cron) wanted+=("$s") ;;
-            -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-            *) die "unknown service '$s' (choose from: docker rabbitmq postgres cron all)" ;;
+            all) wanted+=(docker rabbitmq postgres cron chromium) ;;
+            docker | rabbitmq | postgres | cron | chromium) wanted+=("$s") ;;
+            -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+            *) die "unknown service '$s' (choose from: docker rabbitmq postgres cron chromium all)" ;;
         esac
     done
     # Serialize concurrent runs (e.g. parallel test sessions) so they do not race apt or start

@@ -8,7 +8,7 @@ import traceback
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -98,6 +98,8 @@ def create_app(store: Store, token: str, *, no_crontab: bool = False, secure_coo
     @app.exception_handler(EtlctlError)
     async def _etlctl_error(request: Request, exc: EtlctlError) -> Response:
         status = HTTP_STATUS_OF_EXIT_CODE.get(exc.exit_code, 500)
+        if not request.url.path.startswith(("/api/", "/metrics")):
+            return _error_page(status, exc)
         return error_response(status, exc.message, exc.hint, exc.exit_code)
 
     @app.exception_handler(RequestValidationError)
@@ -141,6 +143,17 @@ def create_app(store: Store, token: str, *, no_crontab: bool = False, secure_coo
 
     ui.install(app)
     return app
+
+
+def _error_page(status: int, exc: EtlctlError) -> Response:
+    from html import escape
+
+    hint = f"<p>{escape(exc.hint)}</p>" if exc.hint else ""
+    body = (
+        f'<!doctype html><title>{status}</title><link rel="stylesheet" href="/static/style.css">'
+        f'<main><p class="error">{escape(exc.message)}</p>{hint}<p><a href="/">back</a></p></main>'
+    )
+    return HTMLResponse(body, status_code=status)
 
 
 def _error_model():

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +139,34 @@ def _cancel_leftover_syncs(store: Store) -> None:
                 launcher.cancel_run(store, run.id)
                 for _ in launcher.watch_run(store, run.id, timeout=60):
                     pass
+
+
+class PipeSource:
+    """A CSV source the test feeds through a named pipe: the sync reads until it closes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        os.mkfifo(path)
+        self.more = threading.Event()
+        self.rows_written = 0
+        self.thread = threading.Thread(target=self._feed, daemon=True)
+        self.thread.start()
+
+    def _feed(self) -> None:
+        with contextlib.suppress(BrokenPipeError):  # a cancelled sync reads no more
+            self._write()
+
+    def _write(self) -> None:
+        with self.path.open("w") as pipe:  # blocks until the extractor opens it
+            pipe.write("id,name\n")
+            for part in (0, 1):
+                for i in range(part * 5000 + 1, part * 5000 + 5001):
+                    pipe.write(f"{i},user {i}\n")
+                self.rows_written += 5000
+                pipe.flush()
+                if part == 0:
+                    self.more.wait(timeout=600)
+
+    def finish(self) -> None:
+        self.more.set()
+        self.thread.join(timeout=60)

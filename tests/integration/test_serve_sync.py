@@ -4,19 +4,17 @@ as a test wants (it ends when the test closes the pipe)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from serve_support import SENTINEL, running_server
+from serve_support import SENTINEL, PipeSource, running_server
 from tests_support import leftover_containers, leftover_queues, write_users_csv
 
 pytestmark = pytest.mark.integration
@@ -79,37 +77,6 @@ def events(server, run_id: str) -> list[tuple[str, dict]]:
                 if event == "end":
                     break
     return seen
-
-
-class PipeSource:
-    """A CSV source the test feeds through a named pipe: the sync reads until it closes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        os.mkfifo(path)
-        self.more = threading.Event()
-        self.rows_written = 0
-        self.thread = threading.Thread(target=self._feed, daemon=True)
-        self.thread.start()
-
-    def _feed(self) -> None:
-        with contextlib.suppress(BrokenPipeError):  # a cancelled sync reads no more
-            self._write()
-
-    def _write(self) -> None:
-        with self.path.open("w") as pipe:  # blocks until the extractor opens it
-            pipe.write("id,name\n")
-            for part in (0, 1):
-                for i in range(part * 5000 + 1, part * 5000 + 5001):
-                    pipe.write(f"{i},user {i}\n")
-                self.rows_written += 5000
-                pipe.flush()
-                if part == 0:
-                    self.more.wait(timeout=600)
-
-    def finish(self) -> None:
-        self.more.set()
-        self.thread.join(timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -144,17 +144,81 @@ def test_no_body_makes_a_500_or_shows_a_secret(client, kind, body, patch):
 def test_connections_carry_allow_empty_and_refuse_a_filter_that_cannot_work(client, tmp_path):
     for kind, body in (
         ("sources", {"name": "users", "type": "csv", "config": {"path": f"{tmp_path}/u.csv"}}),
-        ("loaders", {"name": "wh", "type": "sqlite",
-                     "config": {"path": f"{tmp_path}/o.db", "table": "users"}}),
+        (
+            "loaders",
+            {
+                "name": "wh",
+                "type": "sqlite",
+                "config": {"path": f"{tmp_path}/o.db", "table": "users"},
+            },
+        ),
     ):
         assert client.post(f"/api/v1/{kind}", json=body).status_code == 201
-    created = client.post("/api/v1/connections", json={
-        "name": "c", "source": "users", "loader": "wh", "allow_empty": True})
+    created = client.post(
+        "/api/v1/connections",
+        json={"name": "c", "source": "users", "loader": "wh", "allow_empty": True},
+    )
     assert created.status_code == 201 and created.json()["allow_empty"] is True
     patched = client.patch("/api/v1/connections/c", json={"allow_empty": False})
     assert patched.json()["allow_empty"] is False
-    refused = client.patch("/api/v1/connections/c",
-                           json={"transform": {"filter": ["amount >= 10 and amount <= 20"]}})
+    refused = client.patch(
+        "/api/v1/connections/c", json={"transform": {"filter": ["amount >= 10 and amount <= 20"]}}
+    )
     assert refused.json()["error"]["exit_code"] == 2
     assert "'10 and amount <= 20' is not a value" in refused.json()["error"]["message"]
     assert client.get("/api/v1/connections/c").json()["transform"] is None
+
+
+def test_spec_forms_never_carry_a_secret_and_type_values_as_the_cli_does():
+    from etlctl.web import forms
+
+    stored = {"host": "db", "password": SECRET, "port": 5433, "dbname": "app", "user": "u",
+              "query": "select 1"}  # fmt: skip
+    fields = {field.name: field for field in forms.fields_for(
+        catalog.connector("extractor", "postgres").spec, stored)}  # fmt: skip
+    assert fields["password"].input == "password" and fields["password"].value == ""
+    assert fields["password"].secret_set is True
+    assert SECRET not in repr(list(fields.values()))
+    assert fields["port"].input == "number" and fields["port"].value == "5433"
+    posted = {f"config.{key}": str(value) for key, value in stored.items() if key != "password"}
+    posted["config.password"] = ""  # left empty: the stored secret stays
+    config = forms.config_from_form("source", "postgres", posted, stored)
+    assert config["password"] == SECRET and config["port"] == 5433
+    with pytest.raises(ValidationError, match="must be an integer"):
+        forms.config_from_form("source", "postgres", {**posted, "config.port": "x"}, stored)
+
+
+def test_the_runs_chart_scales_rows_and_duration():
+    from etlctl.web.charts import runs_chart
+
+    assert runs_chart([]) is None
+    runs = []
+    for rows, seconds in ((10, 1.0), (20, 4.0)):
+        run = Run(connection="c", status=RunStatus.SUCCEEDED, records_loaded=rows)
+        run.ended_at = run.started_at + timedelta(seconds=seconds)
+        runs.append(run)
+    chart = runs_chart(runs)
+    assert [bar["height"] for bar in chart["bars"]] == [17.0, 34.0]
+    assert chart["line"] == "40.0,26.5 120.0,1.0"
+
+
+def test_pages_need_the_session_and_forms_the_session_s_csrf_token(store_path, tmp_path):
+    app = create_app(Store(store_path), TOKEN, no_crontab=True)
+    with TestClient(app, follow_redirects=False) as browser:
+        assert browser.get("/sources").headers["location"] == "/login?next=/sources"
+        assert browser.get("/connections/nope").status_code == 303  # nothing is looked up
+        assert browser.post("/login", data={"token": "wrong"}).status_code == 401
+        assert (
+            browser.post("/login", data={"token": TOKEN, "next": "//evil"}).headers["location"]
+            == "/"
+        )
+        page = browser.get("/sources/new", params={"type": "csv"}).text
+        csrf = page.split('name="csrf" value="')[1].split('"')[0]
+        form = {"type": "csv", "name": "users", "config.path": str(tmp_path / "u.csv")}
+        assert browser.post("/sources/new", data=form).status_code == 403
+        assert browser.post("/sources/new", data={**form, "csrf": "stale"}).status_code == 403
+        assert Store(store_path).read().find("source", "users") is None
+        assert browser.post("/sources/new", data={**form, "csrf": csrf}).status_code == 303
+        assert Store(store_path).read().get("source", "users").config == {
+            "path": str(tmp_path / "u.csv")
+        }
