@@ -193,10 +193,10 @@ class SyncState(_Model):
 
 
 class RunTiming(_Model):
-    """Where a run's time went: throughput samples and how busy each side was."""
+    """Where a run's time went: how busy each side was. (Its throughput samples are kept
+    in a file beside the run's log, see etlctl.progress: they would triple the size of a
+    run's record, and the store keeps hundreds of runs per connection.)"""
 
-    # [seconds since the start, records extracted, records loaded], oldest first
-    timeline: list[list[float]] = Field(default_factory=list)
     extractor_busy_seconds: float | None = None
     extractor_wait_seconds: float | None = None  # waiting for the broker: a full data queue
     loader_busy_seconds: float | None = None

@@ -457,6 +457,7 @@ def run_sync(
             finally:
                 shutil.rmtree(work_dir, ignore_errors=True)
                 run.timing = session.progress.run_timing()
+                session.progress.save_timeline()
                 run.ended_at = utcnow()
                 if run.status is RunStatus.RUNNING:
                     run.status = RunStatus.FAILED

@@ -11,9 +11,13 @@ total is unknown and the figures say so (``percent`` None) instead of guessing.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from etlctl.models import Run, RunTiming
@@ -145,8 +149,37 @@ class SyncProgress:
 
     def run_timing(self) -> RunTiming:
         """What `runs show` tells about where the time went."""
+        return RunTiming(**self.timing)
+
+    def save_timeline(self) -> None:
+        """The throughput samples, ending with the final counts, beside the run's log."""
         self.counts_changed(force=True)
-        return RunTiming(timeline=[list(point) for point in self.timeline.points], **self.timing)
+        path = timeline_path(self.run)
+        if path is None:
+            return
+        with contextlib.suppress(OSError):  # a lost chart must never fail a finished run
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump([list(point) for point in self.timeline.points], handle)
+
+
+def timeline_path(run: Run) -> Path | None:
+    if not run.log_path:
+        return None
+    return Path(run.log_path).with_suffix(".timeline.json")
+
+
+def load_timeline(run: Run) -> list[list[float]]:
+    """A run's throughput samples: [seconds since the start, extracted, loaded], oldest
+    first; [] when there are none (a run that never started, logs deleted)."""
+    path = timeline_path(run)
+    try:
+        points = json.loads(path.read_text()) if path else []
+    except (OSError, ValueError):
+        return []
+    if not isinstance(points, list):
+        return []
+    return [p for p in points if isinstance(p, list) and len(p) == 3]
 
 
 def throughput(points: list[list[float]] | list[tuple[float, int, int]]) -> list[float]:

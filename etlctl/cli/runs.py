@@ -11,7 +11,7 @@ from etlctl.cli.output import app_state, print_fields, print_json, print_table, 
 from etlctl.errors import NotFoundError
 from etlctl.live import live_run
 from etlctl.models import RunStatus, RunTiming
-from etlctl.progress import throughput
+from etlctl.progress import load_timeline, throughput
 
 app = typer.Typer(
     help="Inspect sync runs: status, counts, duration, errors, logs.", no_args_is_help=True
@@ -29,9 +29,9 @@ def _short(text: str | None, limit: int) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def throughput_chart(timing: RunTiming | None) -> str | None:
+def throughput_chart(timeline: list[list[float]]) -> str | None:
     """Rows loaded per second over the run as a one-line bar chart, with its peak."""
-    rates = throughput(timing.timeline) if timing else []
+    rates = throughput(timeline)
     if len(rates) < 2:
         return None
     peak = max(rates)
@@ -39,7 +39,7 @@ def throughput_chart(timing: RunTiming | None) -> str | None:
         return None
     top = len(SPARK_LEVELS) - 1
     bars = "".join(SPARK_LEVELS[round(rate / peak * top)] for rate in rates)
-    span = timing.timeline[-1][0] if timing else 0
+    span = timeline[-1][0]
     return f"{bars}  (0 to {span:,.1f}s; peak {peak:,.0f} rows/s)"
 
 
@@ -134,7 +134,9 @@ def show(
     run, _ = live_run(app_state(ctx).store.read().get_run(run_id))
     log_tail = views.log_tail(run.log_path, LOG_TAIL_LINES)
     if as_json:
-        print_json({**views.run_summary(run), "log_tail": log_tail})
+        print_json(
+            {**views.run_summary(run), "timeline": load_timeline(run), "log_tail": log_tail}
+        )
         return
     rate = run.rows_per_second
     print_fields(
@@ -155,7 +157,7 @@ def show(
             ("skipped", f"{run.records_skipped:,}"),
             ("bytes", f"{run.bytes:,}"),
             ("rows/s", f"{rate:,.0f}" if rate else None),
-            ("throughput", throughput_chart(run.timing)),
+            ("throughput", throughput_chart(load_timeline(run))),
             *time_went(run.timing),
             ("state before", run.state_before),
             ("state after", run.state_after),

@@ -75,7 +75,7 @@ def test_json_progress_events_carry_percent_and_agree_with_the_run(connection):
     # The run record keeps the throughput over time and where the time went.
     shown = json.loads(show(store, run["id"], "--json").stdout)
     timing = shown["timing"]
-    assert timing["timeline"][-1][1:] == [ROWS, ROWS]
+    assert shown["timeline"][-1][1:] == [ROWS, ROWS]  # kept beside the run's log
     assert timing["extractor_busy_seconds"] > 0 and timing["loader_busy_seconds"] > 0
     assert timing["queue_full"] >= 0
     text = show(store, run["id"]).stdout

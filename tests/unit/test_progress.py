@@ -110,14 +110,14 @@ def test_the_timeline_stays_small_and_keeps_its_ends(steps: list[float]):
 
 
 def test_runs_show_chart_and_where_the_time_went():
+    timeline = [[0, 0, 0], [1, 100, 100], [2, 300, 300], [3, 300, 350]]
     timing = RunTiming(
-        timeline=[[0, 0, 0], [1, 100, 100], [2, 300, 300], [3, 300, 350]],
         extractor_busy_seconds=1.5, extractor_wait_seconds=0.5,
         loader_busy_seconds=3.0, loader_wait_seconds=1.0, queue_full=12,
     )
-    assert throughput_chart(timing) == "▅█▃  (0 to 3.0s; peak 200 rows/s)"
+    assert throughput_chart(timeline) == "▅█▃  (0 to 3.0s; peak 200 rows/s)"
     lines = dict(time_went(timing))
     assert lines["extractor"] == "busy 1.5s (75%), waiting 0.5s for the queue"
     assert lines["loader"] == "busy 3.0s (75%), waiting 1.0s for data"
     assert lines["queue full"] == "12 times (the loader was slower)"
-    assert throughput_chart(None) is None and time_went(None) == []
+    assert throughput_chart([]) is None and time_went(None) == []
