@@ -33,7 +33,7 @@ ENV PYTHONPATH=/opt/etlctl/app:/opt/etlctl/site \
     LANG=C.UTF-8
 # Any uid may run it (etlctl uses the host user's uid:gid, which has no passwd entry here).
 WORKDIR /tmp
-LABEL io.etlctl.protocol="1" \
+LABEL io.etlctl.protocol="2" \
       org.opencontainers.image.title="etlctl connector runtime" \
       org.opencontainers.image.source="https://github.com/etlctl/etlctl"
 ENTRYPOINT ["python3", "-m", "connectors"]

@@ -172,8 +172,36 @@ class Connection(_Model):
         return self.schedule != "manual"
 
 
+# The stream of a state saved before streams had names (store schema 1), or reported by a
+# connector that names none: the connection's only stream.
+UNNAMED_STREAM = ""
+
+
+class StreamState(_Model):
+    """The committed state of one stream: its next sync starts from here."""
+
+    state: dict[str, Any]
+    run_id: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+def state_document_from_version_1(doc: dict[str, Any]) -> dict[str, Any]:
+    """A state document of store schema 1 (one ``state`` per connection) as of schema 2: that
+    state becomes the one of the connection's only stream, whose name was not recorded."""
+    if "state" not in doc:
+        return doc
+    converted = {key: value for key, value in doc.items() if key != "state"}
+    if doc["state"] is not None:
+        entry = {"state": doc["state"], "run_id": doc.get("run_id")}
+        if doc.get("updated_at") is not None:
+            entry["updated_at"] = doc["updated_at"]
+        converted["streams"] = {UNNAMED_STREAM: entry}
+    return converted
+
+
 class SyncState(_Model):
-    """What the loader has committed for a connection: the next sync starts from here.
+    """What the loader has committed for a connection, per stream, plus an optional part
+    that belongs to no single stream (``global_state``).
 
     Kept under the connection's name, but it belongs to the connection's id: a state whose
     ``connection_id`` is not the connection's (a removed connection of the same name) is
@@ -183,13 +211,63 @@ class SyncState(_Model):
 
     connection: str
     connection_id: str | None = None  # None in stores written before ids were kept here
-    state: dict[str, Any] | None = None
+    streams: dict[str, StreamState] = Field(default_factory=dict)
+    global_state: dict[str, Any] | None = None
     run_id: str | None = None
     updated_at: datetime = Field(default_factory=utcnow)
     reset_at: datetime | None = None
 
     def belongs_to(self, connection: Connection) -> bool:
         return self.connection_id in (None, connection.id)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_version_1(cls, data: Any) -> Any:
+        return state_document_from_version_1(data) if isinstance(data, dict) else data
+
+    @property
+    def state(self) -> dict[str, Any] | None:
+        """The state of the only stream (what a version-1 connector gets), else None."""
+        if len(self.streams) != 1:
+            return None
+        return next(iter(self.streams.values())).state
+
+    def stream_states(self) -> dict[str, dict[str, Any]]:
+        return {name: entry.state for name, entry in self.streams.items()}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as plain JSON (what a run shows before and after)."""
+        snapshot: dict[str, Any] = {"streams": self.stream_states()}
+        if self.global_state is not None:
+            snapshot["global"] = self.global_state
+        return snapshot
+
+    def committed(
+        self,
+        run_id: str,
+        stream: str | None = None,
+        state: dict[str, Any] | None = None,
+        global_state: dict[str, Any] | None = None,
+    ) -> SyncState:
+        """This state after a checkpoint of run ``run_id`` was committed."""
+        streams = dict(self.streams)
+        if stream is not None and state is not None:
+            if stream != UNNAMED_STREAM:
+                # The unnamed state was this connection's one stream before it had a name.
+                streams.pop(UNNAMED_STREAM, None)
+            streams[stream] = StreamState(state=state, run_id=run_id)
+        return self.model_copy(
+            update={
+                "streams": streams,
+                "global_state": self.global_state if global_state is None else global_state,
+                "run_id": run_id,
+                "updated_at": utcnow(),
+            }
+        )
+
+    def without_stream(self, stream: str) -> SyncState:
+        streams = {name: entry for name, entry in self.streams.items() if name != stream}
+        return self.model_copy(update={"streams": streams, "updated_at": utcnow()})
 
 
 class RunTiming(_Model):

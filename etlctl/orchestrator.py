@@ -57,6 +57,7 @@ from etlctl.leftovers import (
 from etlctl.live import ProgressFile
 from etlctl.locks import connection_lock
 from etlctl.models import (
+    UNNAMED_STREAM,
     Connection,
     ConnectorObject,
     Run,
@@ -70,7 +71,9 @@ from etlctl.progress import Estimate, SyncProgress
 from etlctl.runtime import ConnectorLaunch, Mount, Runtime, get_runtime
 from etlctl.store import Store
 
-PROTOCOL_VERSION = 1
+# Run files are written in version 2 of docs/connector-protocol.md, a superset of version 1:
+# a version-1 connector finds in `state` and `sync` what it knows.
+PROTOCOL_VERSION = 2
 # The start of a timed-out run's error: raise_for_run() turns such a run into exit code 7.
 TIMED_OUT = "the sync did not finish within"
 DEFAULT_TIMEOUT_SECONDS = 6 * 3600
@@ -175,21 +178,36 @@ def mounts_for(side: _Side) -> list[Mount]:
     return [Mount(host_path=path, read_only=ro) for path, ro in sorted(mounts.items())]
 
 
+def resumable_state(connection: Connection, saved: SyncState | None) -> SyncState | None:
+    """What a sync starts from: the saved state of the streams it reads incrementally
+    (a full refresh starts from scratch every time)."""
+    if saved is None or connection.mode.value == "full_refresh":
+        return None
+    if not saved.belongs_to(connection):
+        return None  # left by a removed connection of the same name
+    return saved
+
+
 def _run_document(
     side: _Side,
     connection: Connection,
     run: Run,
-    state: dict[str, Any] | None,
+    state: SyncState | None,
     amqp_url: str,
     queues: ConnectionQueues,
     options: SyncOptions,
 ) -> dict[str, Any]:
+    extractor = side.role == "extractor"
     return {
         "protocol": PROTOCOL_VERSION,
         "role": side.role,
         "connector_type": side.obj.type,
         "config": side.config,
-        "state": state if side.role == "extractor" else None,
+        # Version 1: the state of the connection's only stream.
+        "state": state.state if extractor and state else None,
+        "stream_states": state.stream_states() if extractor and state else {},
+        "global_state": state.global_state if extractor and state else None,
+        "streams": [],
         "sync": {
             "mode": connection.mode.value,
             "cursor_field": connection.cursor_field,
@@ -299,25 +317,35 @@ class _SyncSession:
         self.run.records_skipped = sum(self.skipped.values())
 
     def _save_checkpoint(self, event: dict[str, Any]) -> None:
-        state = event.get("state")
+        state, shared = event.get("state"), event.get("global")
         self.run.records_loaded = max(self.run.records_loaded, int(event.get("records_loaded", 0)))
-        if state is None or self.connection.mode.value == "full_refresh":
+        if self.connection.mode.value == "full_refresh":
             return  # a full refresh starts from scratch every time: nothing to resume from
-        self.run.state_after = state
+        if not isinstance(state, dict):
+            state = None
+        if state is None and not isinstance(shared, dict):
+            return
+        # A loader of protocol 1 names no stream: the state is the connection's only stream's.
+        stream = str(event.get("stream") or UNNAMED_STREAM)
         with self.store.transaction() as view:
             current = view.find("connection", self.connection.name)
             if current is None or current.id != self.connection.id:
                 # Removed (or removed and made anew) behind the lock's back: this state
                 # belongs to a connection that no longer exists, never to its namesake.
                 return
-            view.save_state(
-                SyncState(
-                    connection=self.connection.name,
-                    connection_id=self.connection.id,
-                    state=state,
-                    run_id=self.run.id,
+            saved = view.get_state(self.connection.name)
+            if saved is None or not saved.belongs_to(self.connection):
+                saved = SyncState(
+                    connection=self.connection.name, connection_id=self.connection.id
                 )
+            updated = saved.committed(
+                self.run.id,
+                stream=stream,
+                state=state,
+                global_state=shared if isinstance(shared, dict) else None,
             )
+            view.save_state(updated)
+            self.run.state_after = updated.snapshot()
             view.save_run(self.run)
 
     # containers
@@ -404,10 +432,7 @@ def run_sync(
     with connection_lock(store, connection.name), Broker.connect(amqp_url) as broker:
         remove_leftovers(store, connection.name, runtime, broker)
         sweep_run_files(store)
-        saved = store.read().get_state(connection.name)
-        if saved is not None and not saved.belongs_to(connection):
-            saved = None  # left by a removed connection of the same name
-        state = saved.state if saved and connection.mode.value != "full_refresh" else None
+        state = resumable_state(connection, store.read().get_state(connection.name))
         run = _record_new_run(
             store, connection, runtime.name, options.trigger, state, options.run_id
         )
@@ -487,16 +512,17 @@ def _record_new_run(
     connection: Connection,
     runtime: str,
     trigger: str,
-    state: dict[str, Any] | None,
+    state: SyncState | None,
     run_id: str | None = None,
 ) -> Run:
+    snapshot = state.snapshot() if state else None
     run = Run(
         **({"id": validate_run_id(run_id)} if run_id else {}),
         connection=connection.name,
         trigger=trigger,
         runtime=runtime,
-        state_before=state,
-        state_after=state,
+        state_before=snapshot,
+        state_after=snapshot,
         pid=os.getpid(),
         host=socket.gethostname(),
     )

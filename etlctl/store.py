@@ -29,17 +29,39 @@ from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
 from etlctl.errors import ConflictError, NotFoundError, StoreError, close_match
-from etlctl.models import Connection, ConnectorObject, Loader, Run, RunStatus, Source, SyncState
+from etlctl.models import (
+    Connection,
+    ConnectorObject,
+    Loader,
+    Run,
+    RunStatus,
+    Source,
+    SyncState,
+    state_document_from_version_1,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APP_MARKER = "etlctl"
 META_TABLE = "_meta"
 LOCK_TIMEOUT_SECONDS = 30.0
 RUNS_KEPT_PER_CONNECTION = 500
 STORE_ID_LENGTH = 12
 
+
+
+def _states_per_stream(document: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: sync state is kept per stream."""
+    states = document.get("states")
+    if isinstance(states, dict):
+        document["states"] = {
+            key: state_document_from_version_1(doc) if isinstance(doc, dict) else doc
+            for key, doc in states.items()
+        }
+    return document
+
+
 # version N -> function turning a version-N document into a version N+1 document.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _states_per_stream}
 
 KIND_TABLES: dict[str, tuple[str, type]] = {
     "source": ("sources", Source),

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from connectors.sdk.protocol import BatchLimits, RunFile, SyncSettings
+from connectors.sdk.protocol import (
+    BatchLimits,
+    RunFile,
+    StreamSelection,
+    SyncSettings,
+    selection_for,
+    settings_for,
+)
 
 
 @dataclass(frozen=True)
@@ -16,6 +23,11 @@ class RunContext:
     batch: BatchLimits
     state: dict[str, Any] | None = None
     rejects_path: str | None = None
+    #: the stream this context is about (None: the run as a whole)
+    stream: str | None = None
+    streams: tuple[StreamSelection, ...] = ()
+    stream_states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    global_state: dict[str, Any] | None = None
 
     @classmethod
     def from_run_file(cls, run: RunFile) -> RunContext:
@@ -26,6 +38,27 @@ class RunContext:
             batch=run.batch,
             state=run.state,
             rejects_path=run.rejects_path,
+            streams=run.streams,
+            stream_states=run.stream_states,
+            global_state=run.global_state,
+        )
+
+    def selects(self, stream: str) -> bool:
+        """Whether the run's stream selection includes this stream."""
+        return selection_for(self.streams, stream) is not None
+
+    def for_stream(self, stream: str, only: bool = True) -> RunContext:
+        """This run as one stream sees it: the stream's own mode, cursor, key and state.
+
+        ``only``: the run reads no other stream, so a state saved without a stream name (by
+        a version-1 run) is this stream's.
+        """
+        selection = selection_for(self.streams, stream) or StreamSelection(stream)
+        state = self.stream_states.get(stream)
+        if state is None and only:
+            state = self.state
+        return replace(
+            self, stream=stream, sync=settings_for(self.sync, selection), state=state
         )
 
     @property

@@ -109,23 +109,13 @@ class _QueueDeliveries:
 
 
 def _run_extractor(extractor: Any, run: RunFile, session: Any) -> None:
-    from connectors.sdk.extractor import RecordStream
+    from connectors.sdk.extractor import extract
 
     assert run.broker is not None
     publisher = _QueuePublisher(session, run.broker.data_queue)
-    out = RecordStream(
-        publisher,
-        extractor.context,
-        extractor.stream_name,
-        filters_by_cursor=extractor.filters_by_cursor,
-        sorted_by_cursor=extractor.sorted_by_cursor,
-        position=extractor.position,
-        progress=extractor.progress,
-    )
     started = time.monotonic()
     try:
-        extractor.read(out)
-        out.end()
+        out = extract(extractor, publisher)
     except ConnectorError as exc:
         if exc.position is None:
             exc.position = extractor.position()

@@ -11,6 +11,11 @@ An author writes either
 Either way the SDK batches rows under ``max_records``/``max_bytes``, publishes SCHEMA,
 RECORDS, CHECKPOINT and END with publisher confirms and backpressure, filters by the saved
 cursor (unless the source does it itself), and reports progress, rejects and errors.
+
+A source with several streams (tables, endpoints) lists them in ``streams()`` and reads one
+in ``read_stream(name, out)``; the SDK calls it once per stream the run selects, each with
+its own ``RecordStream`` and with ``self.context`` set to that stream's mode, cursor, key
+and state. A source with one stream needs neither: it is the stream ``stream_name``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from connectors.sdk.empty import refuse_empty_refresh
 from connectors.sdk.errors import ConfigError, ConnectorError, Position, RecordError
 from connectors.sdk.faults import Faults
 from connectors.sdk.protocol import (
+    ALL_STREAMS,
     CHECKPOINT,
     END,
     MAX_MESSAGE_BYTES,
@@ -37,6 +43,7 @@ from connectors.sdk.protocol import (
     SCHEMA,
     Column,
     Schema,
+    StreamInfo,
 )
 from connectors.sdk.rejects import Rejects
 from connectors.sdk.transform import Transform, TransformError, TransformPlan
@@ -91,6 +98,14 @@ class Extractor:
     def check(self) -> None:
         """Raise ConfigError or ConnectorError when the source cannot be read."""
 
+    def streams(self) -> list[StreamInfo]:
+        """The streams this source offers (``discover``); by default the one ``stream_name``."""
+        return [StreamInfo(self.stream_name)]
+
+    def read_stream(self, stream: str, out: RecordStream) -> None:
+        """Produce the records of one stream; with one stream, that is ``read(out)``."""
+        self.read(out)
+
     def records(self) -> Iterator[dict[str, Any]]:
         """Yield records as dicts (the simple way)."""
         raise NotImplementedError(f"{type(self).__name__} implements neither records() nor read()")
@@ -113,8 +128,39 @@ class Extractor:
         """Release files and connections; called whatever happened."""
 
 
+class RunOutput:
+    """What the streams of one run share: the publisher, the run's record and byte counts
+    (CHECKPOINT and END carry the run's totals), its rejects and the pace of progress."""
+
+    def __init__(self, publisher: Publisher, context: RunContext) -> None:
+        self.publisher = publisher
+        self.context = context
+        self.records_sent = 0
+        self.bytes_sent = 0
+        self.rejects = Rejects(publisher, context)
+        self.last_progress = -PROGRESS_INTERVAL_SECONDS  # the first batch reports at once
+
+    def send(self, message_type: str, payload: dict[str, Any]) -> None:
+        self.send_body(message_type, orjson.dumps(payload, default=_json_default))
+
+    def send_body(self, message_type: str, body: bytes) -> None:
+        self.publisher.publish_message(message_type, body)
+        self.bytes_sent += len(body)
+
+    @property
+    def rejected(self) -> int:
+        return self.rejects.count
+
+    def end(self, streams: list[str], final: dict[str, Any] | None = None) -> None:
+        """END, with the run's total and its streams (a loader restarted after their SCHEMA
+        still finishes each one); ``final``: the only stream's state, version-1 style."""
+        announced = self.records_sent + (1 if Faults().reached("end_count") else 0)
+        self.send(END, {"records": announced, "streams": streams, **(final or {})})
+
+
 class RecordStream:
-    """The author's handle to the sync: schema, rows, rejects. Batching happens here."""
+    """The author's handle to one stream of the sync: schema, rows, rejects. Batching
+    happens here."""
 
     def __init__(
         self,
@@ -125,12 +171,14 @@ class RecordStream:
         sorted_by_cursor: bool,
         position: Callable[[], Position | None] = lambda: None,
         progress: Callable[[], ReadProgress | None] = lambda: None,
+        output: RunOutput | None = None,
     ) -> None:
         self.publisher = publisher
         self.position = position
         self.read_progress = progress
         self.context = context
         self.stream = stream
+        self.output = output or RunOutput(publisher, context)
         self.schema: Schema | None = None  # what is sent: the columns after the transform
         self.source_columns: list[Column] = []
         try:
@@ -138,14 +186,11 @@ class RecordStream:
         except TransformError as exc:
             raise ConfigError(f"invalid transform: {exc}") from None
         self._plan: TransformPlan | None = None
-        self.records_sent = 0
+        self.stream_records = 0  # records of this stream sent
         self.records_filtered = 0  # dropped by the transform's filter
-        self.bytes_sent = 0
-        self._rejects = Rejects(publisher, context)
         self._pending: list[Any] = []
         self._target_rows = context.batch.max_records
         self._batches_since_checkpoint = 0
-        self._last_progress = -PROGRESS_INTERVAL_SECONDS  # the first batch reports at once
         # Dict path: a sample buffered until the schema is inferred.
         self._sample: list[dict[str, Any]] | None = []
         self._index: dict[str, int] = {}
@@ -167,6 +212,15 @@ class RecordStream:
             sorted_by_cursor and sync.mode != "full_refresh" and bool(sync.cursor_field)
         )
         self._checkpoint_due = False
+
+    @property
+    def records_sent(self) -> int:
+        """Records published so far in the run (all streams)."""
+        return self.output.records_sent
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.output.bytes_sent
 
     # --- schema ------------------------------------------------------------------------
     def declare(self, columns: Sequence[Column], key_properties: Sequence[str] = ()) -> None:
@@ -280,12 +334,12 @@ class RecordStream:
     # --- rejects ------------------------------------------------------------------------
     @property
     def rejected(self) -> int:
-        return self._rejects.count
+        return self.output.rejects.count
 
     def reject(self, reason: str, position: Position | None = None, raw: Any = None) -> None:
         """A bad record: stops the sync under ``on_error: fail``; under ``skip`` it is counted,
         reported and appended to the rejects file, and the sync goes on."""
-        self._rejects.reject(reason, position, raw)
+        self.output.rejects.reject(reason, position, raw)
 
     # --- batches and messages -----------------------------------------------------------
     def flush(self) -> None:
@@ -299,7 +353,10 @@ class RecordStream:
 
     def _publish_rows(self, rows: list[Any]) -> None:
         assert self.schema is not None
-        body = orjson.dumps({"columns": self.schema.names, "rows": rows}, default=_json_default)
+        body = orjson.dumps(
+            {"stream": self.stream, "columns": self.schema.names, "rows": rows},
+            default=_json_default,
+        )
         limit = self.context.batch.max_bytes
         if len(body) > limit and len(rows) > 1:
             middle = len(rows) // 2
@@ -312,8 +369,9 @@ class RecordStream:
                 position={"record": self.records_sent + 1},
             )
         self._adapt_batch_size(len(rows), len(body))
-        self._send_body(RECORDS, body)
-        self.records_sent += len(rows)
+        self.output.send_body(RECORDS, body)
+        self.output.records_sent += len(rows)
+        self.stream_records += len(rows)
         self._after_batch()
 
     def _adapt_batch_size(self, rows: int, size: int) -> None:
@@ -330,8 +388,8 @@ class RecordStream:
             # Not here: a batch split in halves by size has its second half still to go.
             self._checkpoint_due = True
         now = time.monotonic()
-        if now - self._last_progress >= PROGRESS_INTERVAL_SECONDS:
-            self._last_progress = now
+        if now - self.output.last_progress >= PROGRESS_INTERVAL_SECONDS:
+            self.output.last_progress = now
             self.report_progress()
 
     def report_progress(self) -> None:
@@ -364,17 +422,27 @@ class RecordStream:
             self._checkpoint_due = False
         state = self.state()
         if state is not None:
-            self._send(CHECKPOINT, {"state": state, "records": self.records_sent})
+            self._send(
+                CHECKPOINT, {"stream": self.stream, "state": state, "records": self.records_sent}
+            )
 
-    def end(self) -> None:
+    def finish(self, checkpoint: bool = True) -> None:
+        """The stream is read: publish what is held back and, with ``checkpoint``, its final
+        state (a run of several streams commits each one as it ends)."""
         self.flush()
         # Before END: without END no loader replaces its target by what this run sent.
-        refuse_empty_refresh(self.context.sync, self.records_sent, self._why_nothing_sent())
+        refuse_empty_refresh(self.context.sync, self.stream_records, self._why_nothing_sent())
         if self.schema is None:
             self.declare([])  # an empty source still tells the loader its (empty) schema
         self._require_cursor_column()
-        announced = self.records_sent + (1 if Faults().reached("end_count") else 0)
-        self._send(END, {"records": announced, "state": self.state()})
+        if checkpoint:
+            self.checkpoint()
+
+    def end(self) -> None:
+        """The stream is the run's only one: finish it and END with its state (the shape a
+        version-1 loader knows)."""
+        self.finish(checkpoint=False)
+        self.output.end([self.stream], {"stream": self.stream, "state": self.state()})
 
     def _why_nothing_sent(self) -> str:
         reasons = []
@@ -385,11 +453,57 @@ class RecordStream:
         return "no record is left to load: " + ", ".join(reasons) if reasons else ""
 
     def _send(self, message_type: str, payload: dict[str, Any]) -> None:
-        self._send_body(message_type, orjson.dumps(payload, default=_json_default))
+        self.output.send(message_type, payload)
 
-    def _send_body(self, message_type: str, body: bytes) -> None:
-        self.publisher.publish_message(message_type, body)
-        self.bytes_sent += len(body)
+
+def selected_streams(extractor: Extractor, context: RunContext) -> list[str]:
+    """The names of the streams this run reads, in the source's order. A stream the
+    selection names but the source does not offer is a config error (a typo must not pass
+    for an empty stream)."""
+    offered = [stream.name for stream in extractor.streams()]
+    unknown = [
+        selection.name
+        for selection in context.streams
+        if selection.name != ALL_STREAMS and selection.name not in offered
+    ]
+    if unknown:
+        raise ConfigError(
+            f"stream {unknown[0]!r} is not offered by this source "
+            f"(it offers: {', '.join(offered) or 'none'})"
+        )
+    return [name for name in offered if context.selects(name)]
+
+
+def extract(extractor: Extractor, publisher: Publisher) -> RunOutput:
+    """Read every selected stream into the queue, then END. While a stream is read,
+    ``extractor.context`` is that stream's context; the run's is restored afterwards."""
+    run_context = extractor.context
+    names = selected_streams(extractor, run_context)
+    output = RunOutput(publisher, run_context)
+    try:
+        for name in names:
+            only = len(names) == 1
+            extractor.context = run_context.for_stream(name, only=only)
+            out = RecordStream(
+                publisher,
+                extractor.context,
+                name,
+                filters_by_cursor=extractor.filters_by_cursor,
+                sorted_by_cursor=extractor.sorted_by_cursor,
+                position=extractor.position,
+                progress=extractor.progress,
+                output=output,
+            )
+            extractor.read_stream(name, out)
+            if only:
+                out.end()
+                return output
+            out.finish()
+            log.info("stream %s: read (%d records in the run so far)", name, out.records_sent)
+    finally:
+        extractor.context = run_context
+    output.end(names)
+    return output
 
 
 def _json_default(value: Any) -> Any:

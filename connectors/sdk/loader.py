@@ -7,6 +7,12 @@ calls ``write_batch`` for every RECORDS message, ``commit`` at every CHECKPOINT,
 (``finish``), and acknowledges (multiple=True) only what
 is committed. A loader that stores ``(run_id, seq)`` with its commits (``start`` returns it)
 gets exactly-once: redelivered messages it already committed are acknowledged and skipped.
+
+Streams: every message names its stream (protocol 2; a version-1 extractor's messages belong
+to its only stream). The engine asks ``for_stream`` for the loader that writes each stream:
+by default the loader itself, which then takes one stream only; a loader that writes several
+returns one per stream that shares its target (connection, transaction), and the engine
+commits through the first.
 """
 
 from __future__ import annotations
@@ -68,12 +74,14 @@ class LoadMark:
 class Loader:
     """Base class of loaders. The SDK calls, in order:
 
-    ``start()`` once; ``begin(schema)`` at the first SCHEMA; ``add_columns(columns)`` when a
-    later SCHEMA adds columns; ``write_batch(columns, rows)`` per batch; ``commit(mark)``
-    at commit points; ``finish(mark)`` at END (commit the rest and, for full_refresh, swap
-    the staging copy in), or ``finish_empty(mark)`` when a full_refresh brought no records
-    and the connection allows it (an empty full_refresh it does not allow is refused before
-    either); ``close(failed)`` always, last.
+    ``start()`` once; ``for_stream(stream, context)`` at a stream's first message;
+    ``begin(schema)`` at its first SCHEMA; ``add_columns(columns)`` when a later SCHEMA adds
+    columns; ``write_batch(columns, rows)`` per batch; ``commit(mark)`` at commit points;
+    at END ``finish_stream()`` per stream, then ``finish(mark)`` (commit the rest and, for
+    full_refresh, swap the staging copy in), or ``finish_empty(mark)`` when a full_refresh
+    brought no records and the connection allows it (an empty full_refresh it does not allow
+    is refused before either); ``close(failed)`` always, last. Per-stream calls go to the
+    loader ``for_stream`` returned; start, commit, finish and close to this one.
     """
 
     #: sync modes this loader supports; others are refused before anything is written
@@ -91,6 +99,11 @@ class Loader:
     def start(self) -> LoadMark:
         """Open the target; return what is already committed of this run (a restart)."""
         return LoadMark()
+
+    def for_stream(self, stream: str, context: RunContext) -> Loader:
+        """The loader that writes ``stream`` (``context``: the stream's mode, cursor, key).
+        This one by default: such a loader takes one stream per run."""
+        return self
 
     def begin(self, schema: Schema) -> None:
         """Prepare the target (or its staging copy) for these columns."""
@@ -119,8 +132,12 @@ class Loader:
     def commit(self, mark: LoadMark) -> None:
         """Make everything written durable, together with ``mark`` when you can."""
 
+    def finish_stream(self) -> None:
+        """END, for each stream: make its result visible (the full_refresh swap), in the
+        transaction that ``finish`` commits when the target has one."""
+
     def finish(self, mark: LoadMark) -> None:
-        """END: commit the rest and make the result visible (the full_refresh swap)."""
+        """END, once streams are finished: commit the rest."""
         self.commit(mark)
 
     def finish_empty(self, mark: LoadMark) -> None:
@@ -168,6 +185,9 @@ class LoadEngine:
         self._started = time.monotonic()
         self._handling_since: float | None = None
         self.busy_seconds = 0.0
+        # The loader writing each stream, in order of arrival; a version-1 extractor's
+        # messages that name no stream belong to the one it declared.
+        self._writers: dict[str, Loader] = {}
 
     @property
     def prefetch(self) -> int:
@@ -176,12 +196,7 @@ class LoadEngine:
         return self.context.batch.commit_every * 2 + 4
 
     def run(self) -> None:
-        mode = self.context.sync.mode
-        if mode not in self.loader.modes:
-            raise ConfigError(
-                f"this loader does not support mode {mode!r} (it supports: "
-                f"{', '.join(self.loader.modes)})"
-            )
+        self._check_mode(self.context.sync.mode, self.loader)
         self._committed = self.loader.start()
         self._last_seq = self._committed.seq
         self.received = self._committed.records
@@ -214,7 +229,7 @@ class LoadEngine:
             self.source.ack(delivery.tag)
             if delivery.type == END:
                 # Finished before a crash that lost the acknowledgement: report it again.
-                self._checkpoint_committed(orjson.loads(delivery.body).get("state"))
+                self._checkpoint_committed(orjson.loads(delivery.body))
                 self._done()
                 return True
             return False
@@ -231,7 +246,7 @@ class LoadEngine:
         elif delivery.type == SCHEMA:
             self._on_schema(Schema.from_json(body))
         elif delivery.type == CHECKPOINT:
-            self._commit(body.get("state"))
+            self._commit(body)
         elif delivery.type == END:
             self._on_end(body)
             return True
@@ -239,29 +254,69 @@ class LoadEngine:
             raise ProtocolError(f"unknown message type {delivery.type!r}")
         return False
 
+    # --- streams -------------------------------------------------------------------------
+    def _check_mode(self, mode: str, loader: Loader, stream: str | None = None) -> None:
+        if mode not in loader.modes:
+            raise ConfigError(
+                f"{f'stream {stream!r}: ' if stream else ''}this loader does not support mode "
+                f"{mode!r} (it supports: {', '.join(loader.modes)})"
+            )
+
+    def _stream_of(self, body: dict[str, Any]) -> str:
+        stream = body.get("stream")
+        if isinstance(stream, str):
+            return stream
+        if len(self._writers) > 1:
+            raise ProtocolError("a message names no stream in a run of several streams")
+        return next(iter(self._writers), "")
+
+    def _writer(self, stream: str) -> Loader:
+        writer = self._writers.get(stream)
+        if writer is not None:
+            return writer
+        context = self.context.for_stream(stream, only=False)
+        writer = self.loader.for_stream(stream, context)
+        if any(known is writer for known in self._writers.values()):
+            raise ProtocolError(
+                f"this loader writes one stream per run, and the extractor sent a second one "
+                f"({stream!r} after {next(iter(self._writers))!r}): select one stream, or "
+                "use a loader that writes several"
+            )
+        self._check_mode(context.sync.mode, writer, stream)
+        writer.batch_rejects = self.loader.batch_rejects
+        self._writers[stream] = writer
+        return writer
+
+    def _resumed_writer(self, stream: str, columns: list[str]) -> Loader:
+        """The writer of a stream whose SCHEMA was committed before a restart."""
+        writer = self._writer(stream)
+        if writer.schema is None:
+            if not self._committed.seq:
+                raise ProtocolError(f"stream {stream!r}: data before its SCHEMA")
+            writer.schema = Schema(stream, [Column(name) for name in columns])
+            writer.resume(columns)
+        return writer
+
     def _on_schema(self, schema: Schema) -> None:
-        current = self.loader.schema
+        writer = self._writer(schema.stream)
+        current = writer.schema
         if current is None:
-            self.loader.schema = schema
-            self.loader.begin(schema)
+            writer.schema = schema
+            writer.begin(schema)
             return
         known = set(current.names)
         added = [column for column in schema.columns if column.name not in known]
         if added:
-            self.loader.add_columns(added)
-        self.loader.schema = Schema(schema.stream, current.columns + added, schema.key_properties)
+            writer.add_columns(added)
+        writer.schema = Schema(schema.stream, current.columns + added, schema.key_properties)
 
     def _on_records(self, body: dict[str, Any]) -> None:
         columns = body["columns"]
         rows = body["rows"]
-        if self.loader.schema is None:
-            if not self._committed.seq:
-                raise ProtocolError("RECORDS before any SCHEMA")
-            self.loader.schema = Schema("", [Column(name) for name in columns])
-            self.loader.resume(columns)
+        writer = self._resumed_writer(self._stream_of(body), columns)
         rejects = self.loader.batch_rejects
         rejects.start_batch(self.received)
-        self.loader.write_batch(columns, rows)
+        writer.write_batch(columns, rows)
         self.received += len(rows)
         self.skipped += rejects.in_batch
         self._dirty = True
@@ -273,29 +328,39 @@ class LoadEngine:
     def _mark(self) -> LoadMark:
         return LoadMark(seq=self._last_seq, records=self.received)
 
-    def _commit(self, state: Any = None) -> None:
-        """Commit, then report the checkpoint ``state`` (if any), then acknowledge: in this
+    def _commit(self, checkpoint: dict[str, Any] | None = None) -> None:
+        """Commit, then report the ``checkpoint``'s state (if any), then acknowledge: in this
         order only, so that nothing acknowledged or reported is uncommitted."""
         mark = self._mark()
         self._faults.crash("before_commit")
         self.loader.commit(mark)
-        self._committed_through(mark, state)
+        self._committed_through(mark, checkpoint)
 
-    def _committed_through(self, mark: LoadMark, state: Any) -> None:
+    def _committed_through(self, mark: LoadMark, checkpoint: dict[str, Any] | None) -> None:
         self._faults.crash("after_commit")
         self._committed = mark
         self._uncommitted_batches = 0
         self._dirty = False
-        if self._checkpoint_committed(state):
+        if self._checkpoint_committed(checkpoint):
             self._faults.crash("after_report")
         if self._last_tag is not None:
             self.source.ack(self._last_tag)
             self._last_tag = None
 
-    def _checkpoint_committed(self, state: Any) -> bool:
-        if state is None:
+    def _checkpoint_committed(self, body: dict[str, Any] | None) -> bool:
+        """Report the state a CHECKPOINT (or END) carried, now committed, with its stream;
+        True when there was one to report."""
+        body = body or {}
+        state, shared = body.get("state"), body.get("global")
+        if state is None and shared is None:
             return False
-        self.events.publish_event("checkpoint_committed", state=state, records_loaded=self.loaded)
+        fields: dict[str, Any] = {"records_loaded": self.loaded}
+        if state is not None:
+            fields["stream"] = self._stream_of(body)
+            fields["state"] = state
+        if shared is not None:
+            fields["global"] = shared
+        self.events.publish_event("checkpoint_committed", **fields)
         return True
 
     def _on_end(self, body: dict[str, Any]) -> None:
@@ -304,10 +369,15 @@ class LoadEngine:
             raise ProtocolError(
                 f"the extractor sent {expected} records but {self.received} arrived"
             )
-        if self.loader.schema is None:
-            # A source with no rows at all still ends with a schema; a restart may not have it.
-            self.loader.schema = Schema("", [])
-            self.loader.resume([])
+        # Every stream of the run, also those whose messages were all committed before a
+        # restart (their staging copy still has to be swapped in).
+        for stream in body.get("streams") or []:
+            self._resumed_writer(stream, [])
+        if not self._writers and "streams" not in body:
+            # A version-1 extractor always declares its stream; a restart may not have seen it.
+            self._resumed_writer("", [])
+        for writer in self._writers.values():
+            writer.finish_stream()
         mark = self._mark()
         empty = empty_refresh(self.context.sync, self.loaded)
         if empty:
@@ -318,7 +388,7 @@ class LoadEngine:
             self.loader.finish_empty(mark)
         else:
             self.loader.finish(mark)
-        self._committed_through(mark, body.get("state"))
+        self._committed_through(mark, body)
         if self._faults.reached("exit_without_done"):
             self._faults.exit("exit_without_done", 0)
         self._done()

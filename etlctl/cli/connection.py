@@ -31,6 +31,22 @@ def _read_transform(path: Path | None) -> dict[str, Any] | None:
     return catalog.load_config_file(path) if path else None
 
 
+def _stream_label(name: str) -> str:
+    return name or "(unnamed stream)"
+
+
+def _state_per_stream(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The saved state, stream by stream, for people (the JSON view has every detail)."""
+    if not state:
+        return None
+    shown: dict[str, Any] = {
+        _stream_label(name): entry["state"] for name, entry in state["streams"].items()
+    }
+    if state.get("global_state") is not None:
+        shown["(global)"] = state["global_state"]
+    return shown or None
+
+
 @app.command(
     "add",
     help=(
@@ -159,7 +175,7 @@ def show(
             ("on error", connection.on_error.value),
             ("transform", connection.transform),
             ("empty source", "allowed" if connection.allow_empty else "refused in full_refresh"),
-            ("state", state["state"] if state else "none (the next sync starts from scratch)"),
+            ("state", _state_per_stream(state) or "none (the next sync starts from scratch)"),
             ("last run", f"{last['id']} {last['status']}" if last else "never"),
             ("managed by", connection.managed_by or "cli"),
             ("created", connection.created_at),
@@ -248,7 +264,8 @@ def reset(
     ctx: typer.Context, name: str = typer.Argument(..., help="Name of the connection.")
 ) -> None:
     previous = registry.reset_connection(app_state(ctx).store, name)
-    if previous and previous.state:
-        say(f'connection "{name}" reset (was: {json.dumps(previous.state, default=str)})')
+    if previous and (previous.streams or previous.global_state is not None):
+        was = json.dumps(_state_per_stream(previous.to_doc()), default=str)
+        say(f'connection "{name}" reset (was: {was})')
     else:
         say(f'connection "{name}" had no saved state')

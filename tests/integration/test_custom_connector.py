@@ -81,5 +81,20 @@ def test_the_custom_connector_runs_in_a_sync(sequence_image, tmp_path):
         1234 * 1235 // 2,
         1234 * 1234,
     )
+    # A protocol-1 connector names its stream in SCHEMA only: its state is kept under that
+    # name, and given back to it as the run file's `state` (unchanged since version 1).
     shown = json.loads(etl("connection", "show", "numbers-to-db", "--json").stdout)
-    assert shown["state"]["state"] == {"cursor": 1234}
+    assert {name: entry["state"] for name, entry in shown["state"]["streams"].items()} == {
+        "sequence": {"cursor": 1234}
+    }
+    etl("source", "update", "numbers", "--config", "count=1500")
+    run = json.loads(etl("sync", "numbers-to-db", "--json").stdout)
+    # `>=` the saved cursor: 1234 again (deduplicated by key), then 1235..1500.
+    assert run["status"] == "succeeded" and run["records_loaded"] == 1500 - 1234 + 1
+    assert run["state_before"] == {"streams": {"sequence": {"cursor": 1234}}}
+    assert run["state_after"] == {"streams": {"sequence": {"cursor": 1500}}}
+    assert db.execute("SELECT count(*), count(DISTINCT n), max(n) FROM numbers").fetchone() == (
+        1500,
+        1500,
+        1500,
+    )

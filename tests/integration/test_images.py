@@ -42,7 +42,7 @@ def test_all_images_are_built_and_labelled(connector_images):
     for info in all_connectors():
         [inspected] = docker_json("image", "inspect", info.image)
         labels = inspected["Config"]["Labels"]
-        assert labels["io.etlctl.protocol"] == "1"
+        assert labels["io.etlctl.protocol"] == "2"
         assert labels["io.etlctl.role"] == info.role
         assert labels["io.etlctl.type"] == info.type
         assert labels["org.opencontainers.image.version"] == __version__

@@ -272,7 +272,7 @@ def test_reset_clears_state(cli, tmp_path, store_path):
     with Store(store_path).transaction() as view:
         view.save_state(SyncState(connection="users-to-wh", state={"cursor": "2024-01-01"}))
     shown = json.loads(cli("connection", "show", "users-to-wh", "--json").stdout)
-    assert shown["state"]["state"] == {"cursor": "2024-01-01"}
+    assert shown["state"]["streams"][""]["state"] == {"cursor": "2024-01-01"}
     assert "2024-01-01" in cli("connection", "reset", "users-to-wh").stdout
     after = Store(store_path).read().get_state("users-to-wh")
     assert after.state is None and after.reset_at is not None  # remembered, not just dropped

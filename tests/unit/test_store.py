@@ -7,11 +7,13 @@ import os
 import stat
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from etlctl import store as store_module
 from etlctl.errors import NotFoundError, StoreError
 from etlctl.models import Run, Source, SyncState
-from etlctl.store import Store
+from etlctl.store import SCHEMA_VERSION, Store
 
 
 def _source(name: str) -> Source:
@@ -31,7 +33,7 @@ def test_a_transaction_writes_the_file_0600_with_a_version(tmp_path):
     mode = stat.S_IMODE(os.stat(store.path).st_mode)
     assert mode == 0o600
     document = json.loads(store.path.read_text())
-    assert document["_meta"]["1"] == {"app": "etlctl", "schema_version": 1}
+    assert document["_meta"]["1"] == {"app": "etlctl", "schema_version": SCHEMA_VERSION}
     assert [s.name for s in store.read().sources()] == ["users"]
 
 
@@ -136,3 +138,58 @@ def test_runs_are_trimmed_per_connection(tmp_path, monkeypatch):
     view = store.read()
     assert len(view.list_runs("c1")) == 3
     assert len(view.list_runs("c2")) == 1
+
+
+def test_a_version_1_state_becomes_the_state_of_the_only_stream(tmp_path):
+    """Store schema 1 kept one state per connection; schema 2 keeps one per stream. The old
+    state is the connection's only stream's, under no name until a sync names the stream."""
+    path = tmp_path / "store.json"
+    path.write_text(
+        json.dumps(
+            {
+                "_meta": {"1": {"app": "etlctl", "schema_version": 1}},
+                "states": {
+                    "1": {"connection": "c1", "state": {"cursor": 7}, "run_id": "run_a",
+                          "updated_at": "2024-05-01T00:00:00+00:00"},
+                    "2": {"connection": "c2", "state": None, "run_id": None,
+                          "updated_at": "2024-05-01T00:00:00+00:00"},
+                },
+            }
+        )
+    )
+    store = Store(path)
+    with store.transaction():
+        pass
+    document = json.loads(path.read_text())
+    assert document["_meta"]["1"]["schema_version"] == 2
+    migrated = store.read().get_state("c1")
+    assert migrated.stream_states() == {"": {"cursor": 7}}
+    assert migrated.state == {"cursor": 7}  # what a version-1 connector is given
+    assert store.read().get_state("c2").streams == {}
+    # The first sync that names the stream takes the unnamed state's place.
+    named = migrated.committed("run_b", stream="users", state={"cursor": 9})
+    assert named.stream_states() == {"users": {"cursor": 9}}
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["", "users", "orders", "a b"]),
+            st.dictionaries(st.sampled_from(["cursor", "page"]), st.integers(), min_size=1),
+        ),
+        max_size=12,
+    )
+)
+def test_committed_keeps_the_last_state_of_every_stream(commits):
+    state = SyncState(connection="c1")
+    for number, (stream, value) in enumerate(commits):
+        state = state.committed(f"run_{number}", stream=stream, state=value)
+    expected: dict[str, dict] = {}
+    for stream, value in commits:
+        if stream:
+            expected.pop("", None)
+        expected[stream] = value
+    assert state.stream_states() == expected
+    assert state.state == (next(iter(expected.values())) if len(expected) == 1 else None)
+    # Round trip through the store's JSON form.
+    assert SyncState.model_validate(state.to_doc()) == state
