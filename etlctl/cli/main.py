@@ -93,6 +93,9 @@ def root(
         envvar=STORE_ENV,
         help="The store file (default: $XDG_DATA_HOME/etlctl/store.json).",
         show_default=False,
+        # The store checks its file itself: an unreadable one is exit 5 with a hint (and
+        # `doctor` reports it), not a usage error from click.
+        readable=False,
     ),
     debug: bool = typer.Option(False, "--debug", help="Print tracebacks of errors."),
     version_flag: bool = typer.Option(

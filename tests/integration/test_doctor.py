@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -290,3 +292,63 @@ def test_connectors_option_runs_each_check(setup):
     code, checks = setup.doctor("--connectors")
     assert code == 1
     find(checks, "source", "error", f"source src (csv): file not found: {setup.source}")
+
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory another user can reach (pytest's tmp_path is root's alone)."""
+    if os.geteuid() != 0:
+        pytest.fail("running the doctor as another user needs root (as on the CI machines)")
+    where = Path(tempfile.mkdtemp(prefix="etlctl-doctor-test-"))
+    where.chmod(0o755)
+    try:
+        yield where
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def test_a_store_this_user_cannot_read_or_write_is_an_error(shared_dir, rabbitmq):
+    store = shared_dir / "store.json"
+    subprocess.run([*ETLCTL, "--store", str(store), "settings", "set", "runtime", "local"],
+                   check=True, capture_output=True)
+
+    def doctor_as_nobody() -> tuple[int, list[dict[str, Any]]]:
+        result = subprocess.run([*NOBODY, *ETLCTL, "--store", str(store), "doctor", "--json"],
+                                capture_output=True, text=True, timeout=300)
+        return result.returncode, json.loads(result.stdout)["checks"]
+
+    code, checks = doctor_as_nobody()  # the store is root's, mode 0600
+    assert code == 1
+    line = find(checks, "store", "error", f"cannot read the store {store}: Permission denied")
+    assert "permissions" in line["fix"]
+    # Every other command says the same with exit 5 (it was a usage error of --store, 2).
+    listed = subprocess.run([*NOBODY, *ETLCTL, "--store", str(store), "source", "list"],
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 5
+    assert listed.stderr.startswith(f"error: cannot read the store {store}: Permission denied")
+    store.chmod(0o644)
+    code, checks = doctor_as_nobody()
+    assert code == 1
+    find(checks, "store", "error", f"the store {store} is not writable by this user")
+
+
+def test_no_cron_daemon_in_sight_is_an_error_once_something_is_scheduled(setup):
+    # In a PID namespace of its own the doctor sees no cron process: the shared daemon
+    # keeps running for everyone else.
+    in_own_pids = ["unshare", "--pid", "--fork", "--mount-proc"]
+    command = [*in_own_pids, *ETLCTL, "--store", str(setup.store_path), "doctor", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    checks = json.loads(result.stdout)["checks"]
+    find(checks, "cron", "warning", "no cron daemon is running: schedules never fire")
+    try:
+        setup.etl("connection", "update", "prog", "--schedule", "@daily")
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1
+        line = find(json.loads(result.stdout)["checks"], "cron", "error",
+                    "no cron daemon is running (1 scheduled connection(s) need it)")
+        assert "service cron start" in line["fix"]
+    finally:
+        scheduler.remove_crontab_entries(setup.store)
