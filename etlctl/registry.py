@@ -41,7 +41,7 @@ def _pydantic_message(exc: pydantic.ValidationError) -> str:
     return "; ".join(problems)
 
 
-def _build(model: type, **fields: Any) -> Any:
+def build_model(model: type, **fields: Any) -> Any:
     try:
         return model(**fields)
     except pydantic.ValidationError as exc:
@@ -72,7 +72,7 @@ def new_connector_object(
 ) -> ConnectorObject:
     validate_name(name, f"{kind} name")
     validate_connector_config(kind, connector_type, config, image)
-    return _build(
+    return build_model(
         MODEL_OF_KIND[kind],
         id=new_id(ID_PREFIX[kind]),
         name=name,
@@ -229,7 +229,7 @@ def new_connection(
     allow_empty: bool = False,
 ) -> Connection:
     validate_name(name, "connection name")
-    return _build(
+    return build_model(
         Connection,
         id=new_id(ID_PREFIX["connection"]),
         name=name,
@@ -265,7 +265,7 @@ def changed_connection(current: Connection, changes: dict[str, Any]) -> Connecti
     if "schedule" in changes and changes["schedule"] is not None:
         fields["schedule"] = scheduler.normalize_schedule(changes["schedule"])
     fields["updated_at"] = utcnow()
-    return _build(Connection, **fields)
+    return build_model(Connection, **fields)
 
 
 def update_connection(store: Store, name: str, changes: dict[str, Any]) -> Connection:

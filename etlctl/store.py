@@ -334,6 +334,16 @@ class StoreView:
         old_ids = [doc.doc_id for doc in docs[: len(docs) - RUNS_KEPT_PER_CONNECTION]]
         runs.remove(doc_ids=old_ids)
 
+    # --- alert rules (etlctl.alerts validates them) -------------------------------------
+    def alert_rules(self) -> list[dict[str, Any]]:
+        return [dict(doc) for doc in self._db.table("alerts").all()]
+
+    def save_alert_rule(self, rule: dict[str, Any]) -> None:
+        self._db.table("alerts").upsert(rule, Query().scope == rule["scope"])
+
+    def delete_alert_rule(self, scope: str) -> bool:
+        return bool(self._db.table("alerts").remove(Query().scope == scope))
+
     # --- settings ----------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
         doc = self._db.table("settings").get(doc_id=1)

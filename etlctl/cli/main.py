@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from etlctl.cli import (
+    alerts_cmd,
     connection,
     connectors_cmd,
     doctor_cmd,
@@ -123,6 +124,7 @@ app.command("logs")(runs.logs)
 app.command("gc")(sync_cmd.gc)
 app.add_typer(images.app, name="images")
 app.add_typer(settings_cmd.app, name="settings")
+app.add_typer(alerts_cmd.app, name="alerts")
 app.command("serve")(serve_cmd.serve)
 app.command("doctor")(doctor_cmd.doctor_command)
 manifest_cmd.register(app)  # apply, diff, export: top-level, kubectl style

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 
-from etlctl import leftovers, orchestrator, settings
+from etlctl import alerts, leftovers, orchestrator, settings
 from etlctl.cli.options import amqp_url_option, network_option, runtime_option
 from etlctl.cli.output import app_state, note, print_json, say, stderr
 from etlctl.errors import ConflictError, EtlctlError
@@ -204,7 +204,11 @@ def sync(
     except EtlctlError as exc:
         if trigger == "schedule":
             _record_unstarted(state.store, connection, exc)
+            alerts.check_freshness(state.store, report=note)
         raise
+    alerts.notify_run(state.store, run, report=note)
+    if trigger == "schedule":
+        alerts.check_freshness(state.store, report=note)
     if as_json:
         print_json(run_summary(run))
     else:
@@ -219,6 +223,7 @@ def _record_unstarted(store: Store, connection: str, exc: EtlctlError) -> None:
     run = orchestrator.record_unstarted_run(store, connection, "schedule", status, reason)
     if run is not None:
         note(f"recorded run {run.id} ({status.value}): {reason}")
+        alerts.notify_run(store, run, report=note)
 
 
 def _print_outcome(run: Run) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve_support import SENTINEL, PipeSource, running_server
+from serve_support import SENTINEL, PipeSource, Receiver, running_server
 from tests_support import leftover_containers, leftover_queues, write_users_csv
 
 pytestmark = pytest.mark.integration
@@ -172,3 +172,32 @@ def test_cancel_stops_a_long_sync_and_cleans_up(server, tmp_path):
     assert again.status_code == 409
     assert again.json()["error"]["message"] == f"run {run_id} is not running (it cancelled)"
     pipe.more.set()  # its writes now fail: nobody reads the pipe any more
+
+
+def test_a_failed_sync_alerts_the_webhook_once_retrying_after_a_500(server, tmp_path):
+    hook = Receiver([500])
+    set_alert = server.request(
+        "PUT",
+        "/api/v1/alerts/default",
+        json={"webhook": hook.url, "headers": {"X-Token": SENTINEL}},
+    )
+    assert set_alert.status_code == 200, set_alert.text
+    assert set_alert.json()["headers"] == {"X-Token": "********"}
+    try:
+        name = unique("alert")
+        register(server, tmp_path, name, tmp_path / "missing.csv")
+        run_id = server.post(f"/api/v1/connections/{name}/sync").json()["run_id"]
+        assert events(server, run_id)[-1] == ("end", {"status": "failed"})
+        wait_until(lambda: len(hook.received) >= 2, 60, "the notification, after one retry")
+        time.sleep(2)  # nothing more comes
+        assert len(hook.received) == 2
+        headers, body = hook.received[-1]
+        assert headers["X-Token"] == SENTINEL
+        assert (body["run_id"], body["status"], body["event"]) == (run_id, "failed", "failure")
+        assert "missing.csv" in body["error"]
+        assert body == hook.received[0][1]
+        output = next((server.store_path.parent / "logs" / name).glob(f"{run_id}.out"))
+        assert SENTINEL not in output.read_text()
+    finally:
+        server.request("DELETE", "/api/v1/alerts/default")
+        hook.close()

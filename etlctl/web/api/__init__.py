@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from etlctl.web.api import connections, manifests, objects, runs, settings
+from etlctl.web.api import alerts, connections, manifests, objects, runs, settings
 from etlctl.web.auth import require_token
 
 API_PREFIX = "/api/v1"
@@ -18,4 +18,5 @@ def build_router() -> APIRouter:
     router.include_router(runs.router)
     router.include_router(manifests.router)
     router.include_router(settings.router)
+    router.include_router(alerts.router)
     return router
