@@ -5,7 +5,9 @@ mount without importing the implementations (and pika, orjson or psycopg with th
 implementation is named as ``"module:Class"`` and imported only by :meth:`ConnectorInfo.load`.
 
 Spec conventions (draft 2020-12 JSON Schema plus two annotation keywords):
-``"secret": true`` marks a value that must be masked in every output;
+``"secret": true`` marks a value that must be masked in every output (on a field, or on a
+map's ``additionalProperties``: each value of the map); connectors/secrets.py says which
+values are secret, URL passwords included;
 ``"x-path": "read" | "write"`` marks a file path the connector reads or writes, so that the
 runtime knows which directories to mount.
 """
@@ -60,8 +62,9 @@ def _strings(description: str, **extra: Any) -> dict[str, Any]:
     return _prop("array", description, items={"type": "string"}, **extra)
 
 
-def _string_map(description: str) -> dict[str, Any]:
-    return _prop("object", description, additionalProperties={"type": "string"})
+def _secret_map(description: str) -> dict[str, Any]:
+    """A map whose values are secret (masked, exported as references, never logged)."""
+    return _prop("object", description, additionalProperties={"type": "string", "secret": True})
 
 
 def _spec(
@@ -196,11 +199,14 @@ HTTP_PAGINATION = _prop(
 HTTP_EXTRACTOR_SPEC = _spec(
     "http extractor",
     {
-        "url": _prop("string", "URL of the first page (http or https)",
+        "url": _prop("string", "URL of the first page (http or https); a user:password in it "
+                     "is secret and sent to its origin only", format="uri",
                      pattern="^[Hh][Tt][Tt][Pp][Ss]?://"),
         "params": _prop("object", "query parameters",
                         additionalProperties={"type": ["string", "number", "boolean"]}),
-        "headers": _string_map("request headers (put tokens in bearer_token, which is secret)"),
+        "headers": _secret_map(
+            "request headers, sent to the url's origin only; their values are secret"
+        ),
         "bearer_token": _secret("sent as 'Authorization: Bearer <token>'"),
         "records_path": _prop(
             "string", "dotted path of the records array in the body; empty: the body is the array",
@@ -350,15 +356,6 @@ def get_connector(role: str, type: str) -> ConnectorInfo:
         if info.role == role and info.type == type:
             return info
     raise KeyError(f"no built-in {role} of type {type!r}")
-
-
-def secret_fields(spec: dict[str, Any]) -> set[str]:
-    """Top-level property names marked ``"secret": true``."""
-    return {
-        name
-        for name, prop in spec.get("properties", {}).items()
-        if isinstance(prop, dict) and prop.get("secret") is True
-    }
 
 
 def path_fields(spec: dict[str, Any]) -> dict[str, str]:

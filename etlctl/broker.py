@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import orjson
 import pika
 import pika.exceptions
 
+from connectors import secrets
 from etlctl.errors import ServiceUnavailableError, ValidationError
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -30,16 +30,9 @@ EVENTS_QUEUE_MAX_MESSAGES = 100_000
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced, fit for messages and logs."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # malformed (e.g. an unclosed '[' host): mask by pattern
-        return re.sub(r"(://[^/@:]*:)[^@]*@", r"\1***@", url)
-    if password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL with its password replaced, fit for messages and logs (also when the
+    password holds '/', '?', '#' or '@', which a URL parser would split elsewhere)."""
+    return secrets.mask_url(url, secrets.REDACTED)
 
 
 AMQP_URL_EXAMPLE = "amqp://USER:PASSWORD@HOST:5672/%2F"
@@ -52,11 +45,21 @@ def check_amqp_url(url: str, what: str = "the RabbitMQ URL") -> str:
             f"{what} must start with amqp:// or amqps://, got {redact_url(url)!r}",
             hint=f"for example: {AMQP_URL_EXAMPLE}",
         )
+    userinfo = secrets.url_userinfo(url) or ""
     try:
         urlsplit(url).port  # noqa: B018 - parses host and port, raises on malformed ones
+        if any(char in userinfo for char in "/?#"):
+            raise ValueError("x")
     except ValueError as exc:
+        # A parser that split the password off quotes part of it: say what is wrong instead.
+        reason = (
+            "a user name or password holding '/', '?', '#' or '@' must be percent-encoded "
+            "(%2F, %3F, %23, %40)"
+            if any(char in userinfo for char in "/?#@")
+            else str(exc)
+        )
         raise ValidationError(
-            f"{what} {redact_url(url)!r} is malformed: {exc}",
+            f"{what} {redact_url(url)!r} is malformed: {reason}",
             hint=f"for example: {AMQP_URL_EXAMPLE}",
         ) from None
     return url
@@ -97,8 +100,9 @@ class Broker:
         try:
             params = pika.URLParameters(url)
         except Exception as exc:  # pika raises assorted errors for malformed URLs
+            problem = secrets.redact(str(exc), secrets.secret_values({"url": url}, None))
             raise ValidationError(
-                f"invalid RabbitMQ URL {redact_url(url)}: {exc}",
+                f"invalid RabbitMQ URL {redact_url(url)}: {problem}",
                 hint=f"for example: {AMQP_URL_EXAMPLE}",
             ) from None
         params.socket_timeout = timeout

@@ -13,13 +13,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+from connectors import secrets
 from connectors.registry import ConnectorInfo, all_connectors, get_connector, path_fields
+from connectors.secrets import MASK, SECRET_REF_KEYS, is_secret_ref
 from etlctl.errors import ValidationError, close_match
 from etlctl.models import ROLE_OF_KIND
 
-MASK = "********"
-SECRET_REF_KEYS = ("fromEnv", "fromFile")
+__all__ = ["MASK", "SECRET_REF_KEYS", "is_secret_ref"]  # re-exported: callers use catalog.*
 MAX_CONFIG_FILE_BYTES = 1024 * 1024
+# Every secret value this process has seen (resolved for a sync, validated, registered):
+# the CLI's one error printer and the run logs redact them (see known_secrets()).
+_SEEN_SECRETS: set[str] = set()
 
 
 
@@ -49,31 +53,42 @@ def find_connector(role: str, connector_type: str) -> ConnectorInfo | None:
 
 
 def secret_fields(spec: dict[str, Any] | None) -> set[str]:
-    if not spec:
-        return set()
-    return {
-        name
-        for name, prop in spec.get("properties", {}).items()
-        if isinstance(prop, dict) and prop.get("secret")
-    }
+    return secrets.secret_fields(spec)
+
+
+def spec_of(obj: Any) -> dict[str, Any] | None:
+    """The spec of a stored source or loader; None for a custom image's type."""
+    info = find_connector(obj.role, obj.type)
+    return info.spec if info else None
+
+
+def remember_secrets(config: dict[str, Any], spec: dict[str, Any] | None) -> set[str]:
+    """Note the config's secret values for redaction in this process; returns them."""
+    found = secrets.secret_values(config, spec)
+    _SEEN_SECRETS.update(found)
+    return found
+
+
+def known_secrets() -> frozenset[str]:
+    return frozenset(_SEEN_SECRETS)
+
+
+def redact(text: str, extra: set[str] | frozenset[str] = frozenset()) -> str:
+    """Text fit for a message or a log: URL passwords and every secret seen masked."""
+    return secrets.redact(text, _SEEN_SECRETS | set(extra))
 
 
 # --- secret references --------------------------------------------------------------------
-def is_secret_ref(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and len(value) == 1
-        and next(iter(value)) in SECRET_REF_KEYS
-        and isinstance(next(iter(value.values())), str)
-    )
-
-
-def resolve_secret_refs(config: dict[str, Any]) -> dict[str, Any]:
-    """Replace references by their values; only called when a sync or check runs."""
+def resolve_secret_refs(config: dict[str, Any], _prefix: str = "") -> dict[str, Any]:
+    """Replace references (at any depth: a header's value may be one) by their values; only
+    called when a sync or check runs."""
     resolved: dict[str, Any] = {}
-    for key, value in config.items():
-        if not is_secret_ref(value):
-            resolved[key] = value
+    for name, value in config.items():
+        key = f"{_prefix}{name}"
+        if isinstance(value, dict) and not is_secret_ref(value):
+            resolved[name] = resolve_secret_refs(value, f"{key}.")
+        elif not is_secret_ref(value):
+            resolved[name] = value
         elif "fromEnv" in value:
             variable = value["fromEnv"]
             if variable not in os.environ:
@@ -82,11 +97,11 @@ def resolve_secret_refs(config: dict[str, Any]) -> dict[str, Any]:
                     "which is not set",
                     hint=f"export {variable}=... before the sync",
                 )
-            resolved[key] = os.environ[variable]
+            resolved[name] = os.environ[variable]
         else:
             path = Path(value["fromFile"]).expanduser()
             try:
-                resolved[key] = path.read_text().rstrip("\n")
+                resolved[name] = path.read_text().rstrip("\n")
             except OSError as exc:
                 raise ValidationError(
                     f"config field {key!r} reads the file {path}: {exc.strerror}"
@@ -95,11 +110,14 @@ def resolve_secret_refs(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def unresolved_env_refs(config: dict[str, Any]) -> list[str]:
-    return [
-        value["fromEnv"]
-        for value in config.values()
-        if is_secret_ref(value) and "fromEnv" in value and value["fromEnv"] not in os.environ
-    ]
+    found = []
+    for value in config.values():
+        if is_secret_ref(value):
+            if "fromEnv" in value and value["fromEnv"] not in os.environ:
+                found.append(value["fromEnv"])
+        elif isinstance(value, dict):
+            found += unresolved_env_refs(value)
+    return found
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -144,26 +162,38 @@ def _describe_error(error: Any) -> str:
     return f"config field {field!r}: {error.message}"
 
 
-def validate_config(info: ConnectorInfo, config: dict[str, Any]) -> None:
-    """Refuse a config that does not match the connector's spec, naming the field."""
-    properties = info.spec.get("properties", {})
-    candidate = copy.deepcopy(config)
+def _with_placeholders(config: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> Any:
+    """The config with each secret reference (at any depth) replaced by a value of its
+    field's type, so that the schema checks everything else."""
+    properties = schema.get("properties", {})
+    extra = schema.get("additionalProperties")
+    candidate = dict(config)
     for key, value in config.items():
+        prop = properties.get(key, extra if isinstance(extra, dict) else None)
         if is_secret_ref(value):
-            if key not in properties:
-                continue  # reported as unknown by the schema below
-            candidate[key] = _placeholder(properties[key])
+            if prop is not None:  # else reported as unknown by the schema
+                candidate[key] = _placeholder(prop)
         elif isinstance(value, dict) and set(value) & set(SECRET_REF_KEYS):
             raise ValidationError(
-                f"config field {key!r}: a secret reference is {{fromEnv: VARIABLE}} or "
-                "{fromFile: PATH}, with exactly one key"
+                f"config field {prefix + key!r}: a secret reference is {{fromEnv: VARIABLE}} "
+                "or {fromFile: PATH}, with exactly one key"
             )
+        elif isinstance(value, dict) and isinstance(prop, dict):
+            candidate[key] = _with_placeholders(value, prop, f"{prefix}{key}.")
+    return candidate
+
+
+def validate_config(info: ConnectorInfo, config: dict[str, Any]) -> None:
+    """Refuse a config that does not match the connector's spec, naming the field."""
+    remember_secrets(config, info.spec)
+    candidate = _with_placeholders(config, info.spec)
     import jsonschema  # here: ~35 ms to import, and a sync never validates configs
 
     validator = jsonschema.Draft202012Validator(info.spec)
     errors = sorted(validator.iter_errors(candidate), key=lambda e: list(e.absolute_path))
     if errors:
-        problems = "; ".join(dict.fromkeys(_describe_error(e) for e in errors))
+        # A message may quote a value (a URL that does not match, a wrong type): redacted.
+        problems = "; ".join(dict.fromkeys(redact(_describe_error(e)) for e in errors))
         raise ValidationError(
             f"invalid config for {info.role} type {info.type!r}: {problems}",
             hint=f"see: etlctl connectors spec {info.type}",
@@ -171,19 +201,25 @@ def validate_config(info: ConnectorInfo, config: dict[str, Any]) -> None:
 
 
 def mask_config(config: dict[str, Any], spec: dict[str, Any] | None) -> dict[str, Any]:
-    """A copy fit for output: secret values masked, secret references shown as they are."""
-    secrets = secret_fields(spec)
-    return {
-        key: (MASK if key in secrets and not is_secret_ref(value) and value else value)
-        for key, value in config.items()
-    }
+    """A copy fit for output: secret values masked (a header's value, a URL's password
+    too), secret references shown as they are."""
+    return secrets.mask_config(config, spec)
 
 
 def without_masked_secrets(config: dict[str, Any], spec: dict[str, Any] | None) -> dict[str, Any]:
-    """A config change minus secret fields that hold the mask: a form or a client that sends
+    """A config change minus the secrets that hold the mask: a form or a client that sends
     back what it was shown means "leave this secret as it is", never "set it to stars"."""
-    secrets = secret_fields(spec)
-    return {key: value for key, value in config.items() if not (key in secrets and value == MASK)}
+    kept: dict[str, Any] = {}
+    maps = secrets.secret_map_fields(spec)
+    for key, value in config.items():
+        if value == MASK and key in secret_fields(spec):
+            continue
+        if isinstance(value, str) and (f":{MASK}@" in value or f"//{MASK}@" in value):
+            continue  # a URL shown with its password masked
+        if key in maps and isinstance(value, dict):
+            value = {name: item for name, item in value.items() if item != MASK}
+        kept[key] = value
+    return kept
 
 
 # --- reading config from the command line and files --------------------------------------

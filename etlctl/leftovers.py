@@ -21,6 +21,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from connectors import secrets
+from etlctl import catalog
 from etlctl.broker import Broker, ConnectionQueues, resolve_amqp_url
 from etlctl.errors import ConflictError
 from etlctl.locks import connection_lock
@@ -131,6 +133,21 @@ def write_run_log(path: Path, header: str, sections: list[str]) -> None:
     os.chmod(path, 0o600)
 
 
+def _run_secrets(store: Store, run_id: str) -> set[str]:
+    """The secret values a dead run's connectors were given (from its run files, which gc
+    has not removed yet) and the plain ones in the store: what their logs must not show."""
+    found: set[str] = set()
+    for obj in [*store.read().sources(), *store.read().loaders()]:
+        found |= secrets.secret_values(obj.config, catalog.spec_of(obj))
+    for run_file in (run_files_dir(store.path) / run_id).glob("*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+            document = json.loads(run_file.read_bytes())
+            info = catalog.find_connector(document["role"], document["connector_type"])
+            found |= secrets.secret_values(document["config"], info.spec if info else None)
+            found |= secrets.secret_values({"url": document["broker"]["url"]}, None)
+    return found
+
+
 def _keep_logs(store: Store, connection: str, leftovers: list[Leftover]) -> None:
     """Write what orphans logged to their run's log file, so that `etlctl logs RUN` shows
     what the run did (maybe millions of rows) although etlctl was killed before it could."""
@@ -153,11 +170,15 @@ def _keep_logs(store: Store, connection: str, leftovers: list[Leftover]) -> None
             f"cleaning up; these logs were kept when its connectors were removed at "
             f"{utcnow():%Y-%m-%d %H:%M:%S} UTC)\n"
         )
+        hidden = _run_secrets(store, run_id)
         sections = [
-            log_section(
-                leftover.labels.get(ROLE_LABEL, leftover.name),
-                leftover.exit_code if leftover.exit_code is not None else "unknown: killed",
-                leftover.logs,
+            catalog.redact(
+                log_section(
+                    leftover.labels.get(ROLE_LABEL, leftover.name),
+                    leftover.exit_code if leftover.exit_code is not None else "unknown: killed",
+                    leftover.logs,
+                ),
+                hidden,
             )
             for leftover in sorted(found, key=lambda item: item.labels.get(ROLE_LABEL, ""))
         ]

@@ -31,6 +31,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
+from connectors import secrets
 from etlctl import catalog, registry, scheduler, yamlio
 from etlctl.errors import ValidationError
 from etlctl.locks import connection_lock
@@ -54,11 +55,6 @@ TITLE_OF_KIND = {kind: title for title, kind in KIND_OF_TITLE.items()}
 ENVELOPE_KEYS = ("apiVersion", "kind", "metadata", "spec")
 METADATA_KEYS = ("name",)
 
-# Custom connector types have no spec that marks their secrets; these names are treated as
-# secret anyway so that a diff or an export never shows them.
-_LIKELY_SECRET_NAME = re.compile(
-    r"pass(word|wd)?|secret|token|api_?key|private_?key|credential", re.IGNORECASE
-)
 
 
 # --- the manifest format -----------------------------------------------------------------
@@ -494,11 +490,10 @@ class Plan:
         }
 
 
-def _secret_keys(item: ConnectorObject) -> set[str]:
-    info = catalog.find_connector(item.role, item.type)
-    if info is not None:
-        return catalog.secret_fields(info.spec)
-    return {key for key in item.config if _LIKELY_SECRET_NAME.search(key)}
+def _secret_paths(item: ConnectorObject) -> list[tuple[str, ...]]:
+    """Where the item's config holds a plain secret (connectors/secrets.py: spec-marked
+    fields and header values, URL passwords; for a custom type, secret-looking names)."""
+    return secrets.secret_paths(item.config, catalog.spec_of(item))
 
 
 def _flatten(value: Any, prefix: str, into: dict[str, Any]) -> dict[str, Any]:
@@ -565,7 +560,8 @@ def connection_spec(connection: Connection) -> dict[str, Any]:
 
 # --- reconciling a manifest set with the store --------------------------------------------
 def export_ref_name(kind: str, name: str, config_field: str) -> str:
-    """The environment variable an export names in place of a plain secret."""
+    """The environment variable an export names in place of a plain secret
+    (``config_field`` is dotted for a header: ``headers.X-Api-Key``)."""
     return "ETLCTL_" + re.sub(r"[^A-Z0-9]", "_", f"{kind}_{name}_{config_field}".upper())
 
 
@@ -573,13 +569,18 @@ def _keep_exported_secrets(current: ConnectorObject, config: dict[str, Any]) -> 
     """An export stands in for a plain stored secret with a reference named by
     export_ref_name. Applying the export back keeps the stored value, so that applying an
     export to the store it came from changes nothing (docs/manifests.md, "Export")."""
-    kept = dict(config)
-    for key, value in config.items():
-        stored = current.config.get(key)
-        stand_in = {"fromEnv": export_ref_name(current.kind, current.name, key)}
-        if value == stand_in and stored not in (None, "") and not catalog.is_secret_ref(stored):
-            kept[key] = stored
-    return kept
+
+    def stand_in(path: tuple[str, ...]) -> dict[str, str]:
+        return {"fromEnv": export_ref_name(current.kind, current.name, ".".join(path))}
+
+    kept_paths = []
+    for path in _secret_paths(current):
+        with contextlib.suppress(KeyError, IndexError, TypeError, ValueError):
+            if secrets.get_path(config, path) == stand_in(path):
+                kept_paths.append(path)
+    return secrets.replace_paths(
+        config, kept_paths, lambda path, _: secrets.get_path(current.config, path)
+    )
 
 
 def _connector_error_field(manifest: Manifest) -> str:
@@ -633,7 +634,9 @@ class _Reconciler:
             self.changed_objects.add((manifest.kind, manifest.name))
             self._record(Step(Action.CREATE, manifest.kind, manifest.name, manifest.location))
             return
-        secret_paths = {f"config.{key}" for key in _secret_keys(current) | _secret_keys(target)}
+        secret_paths = {
+            ".".join(("config", *path)) for path in _secret_paths(current) + _secret_paths(target)
+        }
         diffs = _diffs(connector_spec(current), connector_spec(target), secret_paths)
         if not diffs:
             self._record(Step(Action.UNCHANGED, manifest.kind, manifest.name, manifest.location))
@@ -849,19 +852,21 @@ def _document(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _config_for_export(item: ConnectorObject, warnings: list[str]) -> dict[str, Any]:
-    """The config with every plain secret replaced by an environment reference."""
-    config = dict(item.config)
-    for key in sorted(_secret_keys(item)):
-        value = config.get(key)
-        if value in (None, "") or catalog.is_secret_ref(value):
-            continue
-        variable = export_ref_name(item.kind, item.name, key)
-        config[key] = {"fromEnv": variable}
+    """The config with every plain secret replaced by an environment reference (a URL with
+    a password becomes one reference as a whole)."""
+    paths = sorted(_secret_paths(item))
+    for path in paths:
+        field_name = ".".join(path)
+        variable = export_ref_name(item.kind, item.name, field_name)
         warnings.append(
-            f'{item.kind} "{item.name}": config field {key!r} holds a plain secret, exported as '
-            f"{{fromEnv: {variable}}}; set {variable} where this export is applied"
+            f'{item.kind} "{item.name}": config field {field_name!r} holds a plain secret, '
+            f"exported as {{fromEnv: {variable}}}; set {variable} where this export is applied"
         )
-    return config
+    return secrets.replace_paths(
+        item.config,
+        paths,
+        lambda path, _: {"fromEnv": export_ref_name(item.kind, item.name, ".".join(path))},
+    )
 
 
 def export_documents(view: StoreView) -> tuple[list[dict[str, Any]], list[str]]:

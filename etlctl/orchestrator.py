@@ -137,6 +137,8 @@ class _Side:
 def _side(obj: ConnectorObject) -> _Side:
     info = catalog.find_connector(obj.role, obj.type)
     config = catalog.resolve_secret_refs(obj.config)
+    # Known from now on to the redaction of this process' messages and run logs.
+    catalog.remember_secrets(config, info.spec if info else None)
     return _Side(obj=obj, info=info, config=config)
 
 
@@ -426,6 +428,7 @@ def run_sync(
             runtime.ensure_image(side.image)
     mounts = {"extractor": mounts_for(source), "loader": mounts_for(loader)}
     amqp_url = resolve_amqp_url(options.amqp_url, view.settings())
+    catalog.remember_secrets({"url": amqp_url}, None)
 
     # The lock first: a firing while the previous run still runs is "skipped", whatever
     # the broker's state.
@@ -487,6 +490,8 @@ def run_sync(
                 if run.status is RunStatus.RUNNING:
                     run.status = RunStatus.FAILED
                     run.error = run.error or "etlctl stopped unexpectedly"
+                if run.error:  # it may quote a connector's message or a library's
+                    run.error = catalog.redact(run.error)
                 with store.transaction() as tx:
                     tx.save_run(run)
                 progress_file.remove()
@@ -708,7 +713,8 @@ def _cleanup(session: _SyncSession, broker: Broker, queues: ConnectionQueues) ->
         broker.delete_queues(queues.names)
     if run.log_path:
         header = f"run {run.id} of connection {run.connection} (broker {redact_url(broker.url)})\n"
-        write_run_log(Path(run.log_path), header, log_parts)
+        # Connectors redact their own output; this covers custom images that do not.
+        write_run_log(Path(run.log_path), header, [catalog.redact(part) for part in log_parts])
     if run.rejects_path and not Path(run.rejects_path).exists():
         run.rejects_path = None  # nothing was rejected
 
@@ -812,4 +818,4 @@ def check_connector(
     if code == 0 and answer.get("status") == "ok":
         return CheckResult(ok=True, message="ok")
     message = answer.get("message") or (stderr.strip().splitlines() or [f"exit code {code}"])[-1]
-    return CheckResult(ok=False, message=message)
+    return CheckResult(ok=False, message=catalog.redact(str(message)))

@@ -143,6 +143,14 @@ class FileLoader(Loader):
             os.fsync(out.fileno())
         os.replace(temporary, self.mark_path)
 
+    def remove_leftovers(self) -> list[str]:
+        pattern = glob.escape(str(self.target.parent / f".{self.target.name}.etlctl-")) + "*.tmp"
+        removed = []
+        for stale in glob.glob(pattern):
+            Path(stale).unlink(missing_ok=True)
+            removed.append(f"temporary file {stale}")
+        return removed
+
     def _remove_stale_working_files(self) -> None:
         pattern = glob.escape(str(self.target.parent / f".{self.target.name}.etlctl-")) + "*.tmp"
         for stale in glob.glob(pattern):

@@ -168,6 +168,22 @@ class PostgresLoader(Loader):
         )
         db.commit()
 
+    def remove_leftovers(self) -> list[str]:
+        staging = STAGING_PREFIX + self.table
+        db = connect(self.config)
+        try:
+            found = db.execute(
+                "SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s",
+                [self.schema_name, staging],
+            ).fetchone()
+            if found is None:
+                return []
+            db.execute(sql.SQL("DROP TABLE {}").format(self._name(staging)))
+            db.commit()
+        finally:
+            db.close()
+        return [f"staging table {self.schema_name}.{staging}"]
+
     def close(self, failed: bool) -> None:
         if self.connection is None:
             return

@@ -88,6 +88,23 @@ class SqliteLoader(Loader):
             finally:
                 db.close()
 
+    def remove_leftovers(self) -> list[str]:
+        staging = STAGING_PREFIX + self.table
+        if not os.path.exists(self.path):
+            return []
+        db = apsw.Connection(self.path)
+        try:
+            db.setbusytimeout(BUSY_TIMEOUT_MS)
+            found = db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (staging,)
+            ).fetchall()
+            if not found:
+                return []
+            db.execute(f"DROP TABLE {quote(staging)}")
+        finally:
+            db.close()
+        return [f"staging table {staging} in {self.path}"]
+
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> LoadMark:
         try:

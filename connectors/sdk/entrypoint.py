@@ -4,6 +4,7 @@ message, an ``error`` event and the protocol's exit code."""
 from __future__ import annotations
 
 import gc
+import io
 import json
 import logging
 import sys
@@ -12,6 +13,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
+from connectors import secrets
 from connectors.registry import ConnectorInfo, get_connector
 from connectors.sdk.context import RunContext
 from connectors.sdk.errors import ConfigError, ConnectorError
@@ -20,7 +22,7 @@ from connectors.sdk.protocol import RunFile, read_run_file
 log = logging.getLogger("connectors")
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
-USAGE = "usage: python -m connectors ROLE TYPE spec|check|run"
+USAGE = "usage: python -m connectors ROLE TYPE spec|check|run|cleanup"
 # A sync allocates millions of short-lived row lists and tuples, and no reference cycles:
 # at Python's default (a young-generation collection every 700 allocations) the collector
 # took a fifth of an extractor's time. Every 50,000 keeps it for what it is for.
@@ -51,6 +53,42 @@ def validate_config(info: ConnectorInfo, config: dict[str, Any]) -> dict[str, An
     return with_defaults(info.spec, config)
 
 
+class _RedactingStream(io.TextIOBase):
+    """stdout/stderr with every secret of the run replaced by ***: log lines, tracebacks and
+    a library's error text alike (a message can quote a URL or a password)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def write(self, text: str) -> int:
+        self.inner.write(_redacted(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def isatty(self) -> bool:
+        return self.inner.isatty()
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+
+_hidden: set[str] = set()  # shared by the redacting streams and the error events
+
+
+def _hide(info: ConnectorInfo, run: RunFile) -> None:
+    """From now on, the run's secrets never leave this process in clear."""
+    _hidden.update(secrets.secret_values(run.config, info.spec))
+    if run.broker is not None:
+        _hidden.update(secrets.secret_values({"url": run.broker.url}, None))
+
+
+def _redacted(text: str) -> str:
+    # Known values only: `spec` prints URL examples (user:password@) that must stay as they are.
+    return secrets.redact(text, _hidden, urls=False)
+
+
 def _make_connector(info: ConnectorInfo, run: RunFile) -> Any:
     config = validate_config(info, run.config)
     return info.load()(config, RunContext.from_run_file(run))
@@ -64,18 +102,40 @@ def command_spec(info: ConnectorInfo) -> int:
 
 def command_check(info: ConnectorInfo) -> int:
     try:
-        connector = _make_connector(info, read_run_file())
+        run = read_run_file()
+        _hide(info, run)
+        connector = _make_connector(info, run)
         try:
             connector.check()
         finally:
             connector.close() if info.role == "extractor" else connector.close(failed=False)
     except ConnectorError as exc:
-        print(json.dumps({"status": "failed", "message": exc.message}))
+        print(json.dumps({"status": "failed", "message": _redacted(exc.message)}))
         return EXIT_FAILED
     except Exception as exc:  # check reports, it does not crash
-        print(json.dumps({"status": "failed", "message": f"{type(exc).__name__}: {exc}"}))
+        message = _redacted(f"{type(exc).__name__}: {exc}")
+        print(json.dumps({"status": "failed", "message": message}))
         return EXIT_FAILED
     print(json.dumps({"status": "ok"}))
+    return EXIT_OK
+
+
+def command_cleanup(info: ConnectorInfo) -> int:
+    """What a killed run left in the target (a staging table, a temporary file): removed,
+    and listed as ``{"status": "ok", "removed": [...]}`` on stdout."""
+    try:
+        run = read_run_file()
+        _hide(info, run)
+        connector = _make_connector(info, run)
+        removed = connector.remove_leftovers() if hasattr(connector, "remove_leftovers") else []
+    except ConnectorError as exc:
+        print(json.dumps({"status": "failed", "message": _redacted(exc.message)}))
+        return EXIT_FAILED
+    except Exception as exc:  # reports, it does not crash
+        message = _redacted(f"{type(exc).__name__}: {exc}")
+        print(json.dumps({"status": "failed", "message": message}))
+        return EXIT_FAILED
+    print(json.dumps({"status": "ok", "removed": removed}))
     return EXIT_OK
 
 
@@ -175,6 +235,7 @@ def _run_loader(loader: Any, run: RunFile, session: Any) -> None:
 def command_run(info: ConnectorInfo) -> int:
     try:
         run = read_run_file()
+        _hide(info, run)
         if run.broker is None:
             raise ConfigError("run file: a sync needs the broker section")
     except ConfigError as exc:
@@ -221,6 +282,7 @@ def command_run(info: ConnectorInfo) -> int:
 
 
 def _report_failure(session: Any, message: str, position: Any, code: int) -> int:
+    message = _redacted(message)
     log.error("%s%s", message, f" at {position}" if position else "")
     if session is not None:
         try:
@@ -235,11 +297,18 @@ def _report_failure(session: Any, message: str, position: Any, code: int) -> int
     return code
 
 
-COMMANDS = {"spec": command_spec, "check": command_check, "run": command_run}
+COMMANDS = {
+    "spec": command_spec,
+    "check": command_check,
+    "run": command_run,
+    "cleanup": command_cleanup,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if not isinstance(sys.stderr, _RedactingStream):
+        sys.stdout, sys.stderr = _RedactingStream(sys.stdout), _RedactingStream(sys.stderr)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
     )

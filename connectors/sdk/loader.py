@@ -149,6 +149,12 @@ class Loader:
     def close(self, failed: bool) -> None:
         """Release the target; on failure drop what was not committed."""
 
+    def remove_leftovers(self) -> list[str]:
+        """Remove what a killed run of this loader left in the target beside its data (a
+        staging table, a temporary file) and say what was removed. Called by `etlctl gc`
+        (the ``cleanup`` command) once the run is known dead, never during a sync."""
+        return []
+
 
 class EventPublisher(Protocol):
     def publish_event(self, event_type: str, essential: bool = True, **fields: Any) -> None: ...

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
+from etlctl.catalog import redact
 from etlctl.cli import (
     alerts_cmd,
     connection,
@@ -51,9 +52,11 @@ class ErrorMappingGroup(TyperGroup):
             state = ctx.obj if isinstance(ctx.obj, AppState) else None
             if state is not None and state.debug:
                 stderr.print(traceback.format_exc(), markup=False)
-            stderr.print(f"error: {exc.message}", markup=False, highlight=False)
+            # Every error path ends here: redact once for all of them (URL passwords, and
+            # any secret value this process resolved or validated).
+            stderr.print(f"error: {redact(exc.message)}", markup=False, highlight=False)
             if exc.hint:
-                stderr.print(f"hint: {exc.hint}", markup=False, highlight=False)
+                stderr.print(f"hint: {redact(exc.hint)}", markup=False, highlight=False)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             stderr.print("error: interrupted", markup=False)

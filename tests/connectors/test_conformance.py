@@ -11,7 +11,8 @@ import jsonschema
 import pytest
 
 from connectors import image_tag
-from connectors.registry import all_connectors, get_connector, path_fields, secret_fields
+from connectors.registry import all_connectors, get_connector, path_fields
+from connectors.secrets import secret_fields
 
 CONNECTORS = all_connectors()
 IDS = [f"{info.role}-{info.type}" for info in CONNECTORS]
