@@ -8,13 +8,21 @@ import json
 import os
 import secrets
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from serve_support import SENTINEL, PipeSource, Receiver, running_server
+from serve_support import (
+    SENTINEL,
+    PipeSource,
+    Receiver,
+    etlctl_argv,
+    running_server,
+    server_env,
+)
 from tests_support import leftover_containers, leftover_queues, write_users_csv
 
 pytestmark = pytest.mark.integration
@@ -201,3 +209,42 @@ def test_a_failed_sync_alerts_the_webhook_once_retrying_after_a_500(server, tmp_
     finally:
         server.request("DELETE", "/api/v1/alerts/default")
         hook.close()
+
+
+def test_a_sync_started_from_the_cli_shows_live_and_the_cli_cancels_it(server, tmp_path):
+    name = unique("cli")
+    pipe = PipeSource(tmp_path / "users.csv")
+    register(server, tmp_path, name, pipe.path)
+    sync = subprocess.Popen(
+        etlctl_argv(server.store_path, "sync", name),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=server_env(),
+    )
+    try:
+        wait_until(lambda: len(leftover_containers(name)) == 2, 120, "both connectors to run")
+        listed = server.get("/api/v1/runs", params={"connection": name}).json()
+        assert [(run["status"], run["trigger"]) for run in listed] == [("running", "manual")]
+        run_id = listed[0]["id"]
+        live = wait_until(
+            lambda: server.get(f"/api/v1/runs/{run_id}").json()["progress"],
+            60,
+            "the CLI's sync to report its progress to other processes",
+        )
+        assert live["extractor_done"] is False and live["elapsed_seconds"] >= 0
+        cancelled = subprocess.run(
+            etlctl_argv(server.store_path, "runs", "cancel", run_id, "--json"),
+            capture_output=True,
+            text=True,
+            env=server_env(),
+            timeout=120,
+        )
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert json.loads(cancelled.stdout)["status"] == "cancelled"
+        assert sync.wait(timeout=60) == 130
+        assert leftover_containers(name) == [] and leftover_queues(name) == []
+    finally:
+        pipe.more.set()
+        if sync.poll() is None:
+            sync.kill()
