@@ -116,11 +116,15 @@ def set_rule(store: Store, rule: AlertRule) -> AlertRule:
         if rule.scope != DEFAULT_SCOPE:
             view.get("connection", rule.scope)
         current = {old.scope: old for old in rules(view)}.get(rule.scope)
-        if current is not None:  # a header sent back as shown (masked) keeps its value
-            rule.headers = {
-                name: current.headers.get(name, value) if value == catalog.MASK else value
-                for name, value in rule.headers.items()
-            }
+        kept = current.headers if current is not None else {}
+        for name, value in rule.headers.items():
+            if value == catalog.MASK and name not in kept:
+                raise ValidationError(f"the webhook header {name!r} has no value")
+        # A header sent back as shown (masked) keeps its value.
+        rule.headers = {
+            name: kept[name] if value == catalog.MASK else value
+            for name, value in rule.headers.items()
+        }
         view.save_alert_rule(rule.to_doc())
     return rule
 

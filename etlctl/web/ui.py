@@ -5,6 +5,7 @@ changes nothing."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -14,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from etlctl import catalog, launcher, manifest, registry, scheduler, views
+from etlctl import alerts, catalog, launcher, manifest, registry, scheduler, views
 from etlctl.errors import EtlctlError, NotFoundError
 from etlctl.live import live_run
 from etlctl.models import OnError, SyncMode
@@ -155,8 +156,15 @@ def _connection_context(request: Request, name: str | None, **extra: Any) -> dic
         "on_errors": [value.value for value in OnError],
         "chart": charts.runs_chart(list(reversed(runs))),
         "preview": _preview(connection.schedule) if connection else None,
+        "alert": _own_alert(view, name) if name else None,
         **extra,
     }
+
+
+def _own_alert(view: Any, name: str) -> dict[str, Any] | None:
+    """The connection's own alert rule as shown (header values masked)."""
+    own = next((rule for rule in alerts.rules(view) if rule.scope == name), None)
+    return alerts.masked(own) if own else None
 
 
 def _preview(schedule: str) -> dict[str, Any] | None:
@@ -236,6 +244,37 @@ async def update_connection(request: Request, name: str) -> Response:
         context = _connection_context(request, name, error=exc, form=form)
         return _page(request, "connection.html", status_code=422, **context)
     return _back(request, f"/connections/{name}", f"connection {name} saved")
+
+
+@router.post("/connections/{name}/alert")
+async def set_connection_alert(request: Request, name: str) -> Response:
+    """The connection's own alert: one webhook (with one optional secret header) and/or a
+    command; an empty header value keeps the stored one; no webhook and no command removes
+    the rule."""
+    form = await _form(request)
+    store = _store(request)
+    webhook = form.get("webhook", "").strip() or None
+    command = form.get("command", "").strip() or None
+    try:
+        if not webhook and not command:
+            with contextlib.suppress(NotFoundError):
+                alerts.remove_rule(store, name)
+            return _back(request, f"/connections/{name}", f"alert of {name} removed")
+        header = form.get("header_name", "").strip()
+        value = form.get("header_value", "")
+        stale = form.get("stale_after", "").strip()
+        rule = alerts.build_rule(
+            name,
+            on=[event for event in ("failure", "success") if form.get(f"on_{event}") == "on"],
+            webhook=webhook,
+            headers={header: value or catalog.MASK} if header else {},
+            command=command,
+            stale_after_seconds=alerts.parse_duration(stale) if stale else None,
+        )
+        alerts.set_rule(store, rule)
+    except EtlctlError as exc:
+        return _back(request, f"/connections/{name}", f"error: {exc}")
+    return _back(request, f"/connections/{name}", f"alert of {name} saved")
 
 
 @router.post("/connections/{name}/delete")

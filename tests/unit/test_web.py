@@ -222,3 +222,38 @@ def test_pages_need_the_session_and_forms_the_session_s_csrf_token(store_path, t
         assert Store(store_path).read().get("source", "users").config == {
             "path": str(tmp_path / "u.csv")
         }
+
+
+def test_a_connection_s_alert_is_set_from_its_page_with_the_header_masked(store_path, tmp_path):
+    from etlctl import alerts, registry
+
+    store = Store(store_path)
+    (tmp_path / "u.csv").write_text("id\n1\n")
+    registry.add_connector_object(store, "source", "s", "csv", {"path": str(tmp_path / "u.csv")})
+    registry.add_connector_object(store, "loader", "d", "jsonl", {"path": str(tmp_path / "o")})
+    registry.add_connection(store, registry.new_connection("c", "s", "d"))
+    app = create_app(store, TOKEN, no_crontab=True)
+    with TestClient(app, follow_redirects=False) as browser:
+        browser.post("/login", data={"token": TOKEN})
+        page = browser.get("/connections/c").text
+        csrf = page.split('name="csrf" value="')[1].split('"')[0]
+        form = {"csrf": csrf, "on_failure": "on", "webhook": "http://127.0.0.1:9/hook",
+                "header_name": "X-Token", "header_value": SECRET, "stale_after": "6h"}  # fmt: skip
+        assert browser.post("/connections/c/alert", data=form).status_code == 303
+        rule = alerts.rules(store.read())[0]
+        assert (rule.scope, rule.on, rule.headers) == ("c", ["failure"], {"X-Token": SECRET})
+        assert rule.stale_after_seconds == 21600
+        page = browser.get("/connections/c").text
+        assert SECRET not in page and 'value="http://127.0.0.1:9/hook"' in page
+        # Saved again with the header left empty: the stored secret stays.
+        again = {**form, "header_value": "", "on_success": "on"}
+        assert browser.post("/connections/c/alert", data=again).status_code == 303
+        rule = alerts.rules(store.read())[0]
+        assert rule.headers == {"X-Token": SECRET} and rule.on == ["failure", "success"]
+        # A new header without a value is refused; no webhook and no command removes it.
+        refused = {**again, "header_name": "X-Other"}
+        browser.post("/connections/c/alert", data=refused)
+        assert alerts.rules(store.read())[0].headers == {"X-Token": SECRET}
+        assert "has no value" in browser.get("/connections/c").text
+        browser.post("/connections/c/alert", data={"csrf": csrf, "webhook": "", "command": ""})
+        assert alerts.rules(store.read()) == []
