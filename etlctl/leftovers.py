@@ -20,16 +20,18 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from connectors import secrets
+from connectors.registry import path_fields
 from etlctl import catalog
 from etlctl.broker import Broker, ConnectionQueues, resolve_amqp_url
-from etlctl.errors import ConflictError
+from etlctl.errors import ConflictError, EtlctlError
 from etlctl.locks import connection_lock
 from etlctl.models import RunStatus, utcnow
 from etlctl.paths import ensure_private_dir, home_for, logs_dir
 from etlctl.runtime import Runtime, get_runtime
-from etlctl.runtime.base import Leftover
+from etlctl.runtime.base import ConnectorLaunch, Leftover, Mount
 from etlctl.store import Store
 
 MANAGED_LABEL = "io.etlctl.managed"
@@ -40,6 +42,7 @@ ROLE_LABEL = "io.etlctl.role"
 CHECK_LABEL = "io.etlctl.check"
 PID_LABEL = "io.etlctl.pid"
 CHECK_DIR_PREFIX = "check-"
+CLEANUP_TIMEOUT_SECONDS = 120
 
 
 # --- run files ----------------------------------------------------------------------------
@@ -187,14 +190,25 @@ def _keep_logs(store: Store, connection: str, leftovers: list[Leftover]) -> None
 
 
 # --- removing leftovers ---------------------------------------------------------------------
-def remove_leftovers(store: Store, connection: str, runtime: Runtime, broker: Broker) -> list[str]:
-    """With the connection's lock held, anything of a previous run is an orphan."""
+def remove_leftovers(
+    store: Store,
+    connection: str,
+    runtime: Runtime,
+    broker: Broker,
+    problems: list[str] | None = None,
+) -> list[str]:
+    """With the connection's lock held, anything of a previous run is an orphan.
+
+    With ``problems`` (gc), the target is cleaned too: the loader of each stale run removes
+    what it left there (a full refresh's staging table); what could not be is appended to
+    ``problems``. A sync does not need it: its own loader starts a fresh staging copy."""
     leftovers = runtime.collect_leftovers(
         {MANAGED_LABEL: "true", STORE_LABEL: store.id, CONNECTION_LABEL: connection}
     )
     _keep_logs(store, connection, leftovers)
     removed = [leftover.name for leftover in leftovers]
     removed += broker.delete_queues(ConnectionQueues.for_connection(connection, store.id).names)
+    stale: list[str] = []
     with store.transaction() as view:
         for run in view.list_runs(connection, RunStatus.RUNNING):
             run.status = RunStatus.FAILED
@@ -205,7 +219,59 @@ def remove_leftovers(store: Store, connection: str, runtime: Runtime, broker: Br
             )
             view.save_run(run)
             removed.append(run.id)
+            stale.append(run.id)
+    if problems is not None:
+        for run_id in stale:
+            removed += _clean_target(store, runtime, run_id, problems)
     return removed
+
+
+def _clean_target(store: Store, runtime: Runtime, run_id: str, problems: list[str]) -> list[str]:
+    """Run the loader's ``cleanup`` command with the dead run's own loader run file (the
+    config it had, whatever became of the loader since): it drops the staging table or
+    temporary file a killed full refresh left in the target."""
+    run_file = run_files_dir(store.path) / run_id / "loader.json"
+    try:
+        document = json.loads(run_file.read_bytes())
+    except (OSError, ValueError):
+        return []  # killed before its run files were written, or already swept
+    info = catalog.find_connector("loader", str(document.get("connector_type")))
+    if info is None:
+        return []  # a custom image: its leftovers are its own business
+    launch = ConnectorLaunch(
+        name=f"etlctl-cleanup-{run_id.replace('_', '-').lower()}",
+        role="loader",
+        connector_type=info.type,
+        image=info.image,
+        run_file=str(run_file),
+        labels={MANAGED_LABEL: "true", STORE_LABEL: store.id, RUN_LABEL: run_id,
+                PID_LABEL: str(os.getpid())},
+        mounts=_write_mounts(info.spec, document.get("config") or {}),
+        command=("cleanup",),
+    )
+    try:
+        code, stdout, stderr = runtime.run_once(launch, CLEANUP_TIMEOUT_SECONDS)
+        answer = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
+    except (EtlctlError, ValueError) as exc:
+        code, answer, stderr = -1, {"message": str(exc)}, ""
+    if code == 0 and answer.get("status") == "ok":
+        return [str(item) for item in answer.get("removed", [])]
+    reason = answer.get("message") or (stderr.strip().splitlines() or [f"exit code {code}"])[-1]
+    problems.append(
+        catalog.redact(f"could not clean the target of run {run_id}: {reason}",
+                       _run_secrets(store, run_id))
+    )
+    return []
+
+
+def _write_mounts(spec: dict[str, Any], config: dict[str, Any]) -> tuple[Mount, ...]:
+    """The directories of the loader's path fields (it writes there), at the same path."""
+    mounts = []
+    for name in path_fields(spec):
+        value = config.get(name)
+        if isinstance(value, str) and value and Path(value).parent.is_dir():
+            mounts.append(Mount(host_path=os.path.normpath(Path(value).parent), read_only=False))
+    return tuple(dict.fromkeys(mounts))
 
 
 def _remove_dead_checks(store: Store, runtime: Runtime) -> list[str]:
@@ -228,6 +294,7 @@ def _remove_dead_checks(store: Store, runtime: Runtime) -> list[str]:
 class GcReport:
     removed: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)  # syncing now: left alone
+    problems: list[str] = field(default_factory=list)  # what could not be cleaned
 
 
 def collect_garbage(
@@ -251,7 +318,9 @@ def collect_garbage(
         for name in sorted(names):
             try:
                 with connection_lock(store, name):
-                    report.removed += remove_leftovers(store, name, runtime, broker)
+                    report.removed += remove_leftovers(
+                        store, name, runtime, broker, report.problems
+                    )
             except ConflictError:
                 report.busy.append(name)
     report.removed += _remove_dead_checks(store, runtime)

@@ -249,9 +249,11 @@ def gc(
     amqp_url: str | None = amqp_url_option(),
     as_json: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
 ) -> None:
-    """Remove containers and queues that killed syncs left behind; mark their runs failed.
+    """Remove what killed syncs left behind: containers, queues, run files, staging tables.
 
-    Connections that are syncing right now are left alone.
+    Everything labelled with this store, whether or not its connection still exists; the
+    runs are marked failed and the connectors' logs kept (etlctl logs RUN). Connections that
+    are syncing right now are left alone.
 
     Examples:
 
@@ -263,11 +265,13 @@ def gc(
     chosen_runtime = settings.chosen(store.read().settings(), "runtime", runtime)
     report = leftovers.collect_garbage(store, chosen_runtime, amqp_url)
     if as_json:
-        print_json({"removed": report.removed, "busy": report.busy})
+        print_json({"removed": report.removed, "busy": report.busy, "problems": report.problems})
         return
     for item in report.removed:
         say(f"removed {item}")
     for name in report.busy:
         say(f"skipped {name}: syncing now")
+    for problem in report.problems:
+        note(f"warning: {problem}")
     if not report.removed:
         say("nothing to clean up")

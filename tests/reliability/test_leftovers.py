@@ -18,6 +18,7 @@ from reliability_support import (
     connector_containers,
     docker,
     run_files,
+    sqlite_rows,
     unique,
     wait_until,
 )
@@ -98,3 +99,22 @@ def test_gc_leaves_a_connection_that_is_syncing_alone(etl: Etl) -> None:
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=120)
     assert_nothing_left(name)
+
+
+def test_gc_removes_the_staging_table_a_killed_full_refresh_left(etl: Etl) -> None:
+    name, target = _slow_connection(etl, "staging")
+    process = etl.start("sync", name, *SLOW)
+    wait_until(lambda: committed_seq(target) > 0, 120, "a first commit")
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    for container in connector_containers(name, "loader"):
+        docker("pause", container, check=False)  # the orphan must not finish and swap it in
+    staging = "SELECT name FROM sqlite_master WHERE name = '_etlctl_staging_items'"
+    assert sqlite_rows(target, staging) == [("_etlctl_staging_items",)]
+
+    report = json.loads(etl("gc", "--json").stdout)
+    assert f"staging table _etlctl_staging_items in {target}" in report["removed"], report
+    assert report["problems"] == []
+    assert sqlite_rows(target, staging) == []
+    assert_nothing_left(name)
+    assert run_files(etl) == []
