@@ -22,10 +22,15 @@ TOKEN = "f" * 40
 OUTSIDE = r"(/sync$|/check$|/cancel$|^/api/v1/schedules/apply$|^/api/v1/alerts/check$)"
 
 
+# Removed when the test process ends (its finalizer); no "etlctl-" prefix, which the sweep
+# of pre-0.2 run files reads.
+HOME = tempfile.TemporaryDirectory(prefix="fuzz-api-")
+
+
 def _app():
     """A throwaway store with a source that holds the secret (schemathesis needs the schema
     when the module is collected, so this is made then, not in a fixture)."""
-    home = Path(tempfile.mkdtemp(prefix="etlctl-schemathesis-"))
+    home = Path(HOME.name)
     store = Store(home / "store.json")
     (home / "u.csv").write_text("id\n1\n")
     registry.add_connector_object(store, "source", "u", "csv", {"path": str(home / "u.csv")})
