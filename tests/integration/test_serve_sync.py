@@ -246,5 +246,9 @@ def test_a_sync_started_from_the_cli_shows_live_and_the_cli_cancels_it(server, t
         assert leftover_containers(name) == [] and leftover_queues(name) == []
     finally:
         pipe.more.set()
-        if sync.poll() is None:
-            sync.kill()
+        if sync.poll() is None:  # the test failed first: cancel, so it cleans up after itself
+            sync.terminate()
+            try:
+                sync.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                sync.kill()
