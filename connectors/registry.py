@@ -84,7 +84,17 @@ def _spec(
     }
 
 
-_TABLE_OR_QUERY = {"oneOf": [{"required": ["table"]}, {"required": ["query"]}]}
+_TABLE_OR_QUERY = {
+    "oneOf": [{"required": ["table"]}, {"required": ["query"]}, {"required": ["tables"]}]
+}
+
+
+def _tables(where: str) -> dict[str, Any]:
+    return _strings(
+        f"several tables, one stream each (named after the table); [\"*\"]: every table {where}",
+        minItems=1,
+        uniqueItems=True,
+    )
 
 
 def _postgres_connection(defaults_schema: str) -> dict[str, dict[str, Any]]:
@@ -235,6 +245,7 @@ SQLITE_EXTRACTOR_SPEC = _spec(
     {
         "path": _path("the SQLite database file", "read"),
         "table": _prop("string", "table to read", minLength=1),
+        "tables": _tables("of the file"),
         "query": _prop("string", "a SELECT to read instead of a table", minLength=1),
     },
     required=("path",),
@@ -246,6 +257,7 @@ POSTGRES_EXTRACTOR_SPEC = _spec(
     {
         **_postgres_connection("public"),
         "table": _prop("string", "table to read", minLength=1),
+        "tables": _tables("of the schema"),
         "query": _prop("string", "a SELECT to read instead of a table", minLength=1),
         "fetch_size": _prop("integer", "rows fetched per round trip", default=5000, minimum=1),
     },
@@ -254,6 +266,10 @@ POSTGRES_EXTRACTOR_SPEC = _spec(
 )
 
 # --- loaders -----------------------------------------------------------------------------------
+TABLE_RULE = (
+    "target table (created when missing); {stream} in it is the stream's name, one table per "
+    "stream (e.g. {stream} or raw_{stream}): needed to load a connection of several streams"
+)
 JSONL_LOADER_SPEC = _spec(
     "jsonl loader",
     {"path": _path("the JSON Lines file to write", "write")},
@@ -273,14 +289,14 @@ SQLITE_LOADER_SPEC = _spec(
     "sqlite loader",
     {
         "path": _path("the SQLite database file (created when missing)", "write"),
-        "table": _prop("string", "target table (created when missing)", minLength=1),
+        "table": _prop("string", TABLE_RULE, minLength=1),
     },
     required=("path", "table"),
 )
 
 POSTGRES_LOADER_SPEC = _spec(
     "postgres loader",
-    {**_postgres_connection("public"), "table": _prop("string", "target table", minLength=1)},
+    {**_postgres_connection("public"), "table": _prop("string", TABLE_RULE, minLength=1)},
     required=("dbname", "user", "table"),
 )
 

@@ -31,6 +31,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
+import pydantic
+
 from connectors import secrets
 from etlctl import catalog, registry, scheduler, yamlio
 from etlctl.errors import ValidationError
@@ -39,6 +41,7 @@ from etlctl.models import (
     Connection,
     ConnectorObject,
     OnError,
+    StreamConfig,
     SyncMode,
     validate_name,
 )
@@ -85,11 +88,20 @@ CONNECTION_FIELDS = (
     SpecField("onError", "on_error", (str,), "a string", choices=tuple(OnError)),
     SpecField("transform", "transform", (dict,), "a mapping"),
     SpecField("allowEmpty", "allow_empty", (bool,), "true or false"),
+    SpecField("streams", "streams", (list,), "a list of streams"),
 )
 SPEC_FIELDS: dict[str, tuple[SpecField, ...]] = {
     "source": CONNECTOR_FIELDS,
     "loader": CONNECTOR_FIELDS,
     "connection": CONNECTION_FIELDS,
+}
+
+# A mapping entry of spec.streams: its keys and the StreamConfig fields they set.
+STREAM_FIELDS = {
+    "name": "name",
+    "mode": "mode",
+    "cursorField": "cursor_field",
+    "primaryKey": "primary_key",
 }
 
 # Model validation messages speak the CLI's words; manifests use other names.
@@ -380,7 +392,33 @@ class _DocumentParser:
         key = fields.get("primary_key")
         if key is not None and not all(isinstance(column, str) for column in key):
             self.fail("spec.primaryKey", "must be a list of column names (strings)")
+        if "streams" in fields:
+            fields["streams"] = self._streams(fields["streams"])
         return fields if self.ok else None
+
+    def _streams(self, entries: list[Any]) -> list[StreamConfig]:
+        """``streams:`` entries: "NAME[:MODE[:CURSOR[:KEY,KEY]]]" as --stream takes them, or
+        mappings with name, mode, cursorField and primaryKey."""
+        streams = []
+        for index, entry in enumerate(entries):
+            path = f"spec.streams[{index}]"
+            try:
+                if isinstance(entry, str):
+                    streams.append(StreamConfig.parse(entry))
+                    continue
+                if not isinstance(entry, dict):
+                    self.fail(path, f"must be a string or a mapping, not {_type_name(entry)}")
+                    continue
+                self._refuse_unknown(entry, list(STREAM_FIELDS), f"{path}.")
+                streams.append(
+                    StreamConfig(**{STREAM_FIELDS[k]: v for k, v in entry.items()
+                                    if k in STREAM_FIELDS})
+                )
+            except (ValueError, pydantic.ValidationError) as exc:
+                message = exc.errors()[0]["msg"] if isinstance(exc, pydantic.ValidationError) \
+                    else str(exc)
+                self.fail(path, _in_manifest_words(message))
+        return streams
 
 
 def parse(files: Sequence[ManifestFile]) -> list[Manifest]:
@@ -554,8 +592,19 @@ def connection_spec(connection: Connection) -> dict[str, Any]:
         "onError": connection.on_error.value,
         "transform": connection.transform,
         "allowEmpty": connection.allow_empty or None,
+        "streams": [_stream_spec(stream) for stream in connection.streams],
     }
     return {key: value for key, value in spec.items() if value not in (None, [])}
+
+
+def _stream_spec(stream: StreamConfig) -> dict[str, Any]:
+    spec = {
+        "name": stream.name,
+        "mode": stream.mode.value if stream.mode else None,
+        "cursorField": stream.cursor_field,
+        "primaryKey": stream.primary_key,
+    }
+    return {key: value for key, value in spec.items() if value is not None}
 
 
 # --- reconciling a manifest set with the store --------------------------------------------
@@ -708,6 +757,7 @@ class _Reconciler:
                     transform=fields.get("transform"),
                     allow_empty=fields.get("allow_empty", False),
                     managed_by=MANAGED_BY,
+                    streams=fields.get("streams"),
                 ),
             ),
         )

@@ -123,6 +123,52 @@ class Loader(ConnectorObject):
     kind: Literal["loader"] = "loader"
 
 
+# In a connection's stream selection: every stream no other entry names.
+ALL_STREAMS = "*"
+
+
+class StreamConfig(_Model):
+    """One entry of a connection's stream selection: a stream (or ``*``) and what it
+    overrides of the connection's mode, cursor field and primary key."""
+
+    name: str = Field(min_length=1, max_length=255)
+    mode: SyncMode | None = None
+    cursor_field: str | None = None
+    primary_key: list[str] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> StreamConfig:
+        """``NAME[:MODE[:CURSOR[:KEY,KEY]]]``, as ``--stream`` takes it (empty parts are
+        left to the connection: ``orders::updated_at``)."""
+        parts = text.split(":")
+        if len(parts) > 4 or not parts[0].strip():
+            raise ValueError(
+                f"invalid stream {text!r}: use NAME[:MODE[:CURSOR_FIELD[:KEY,KEY]]], "
+                "for example orders:incremental:updated_at:id"
+            )
+        name, mode, cursor, key = [part.strip() for part in parts] + [""] * (4 - len(parts))
+        if mode and mode not in {m.value for m in SyncMode}:
+            raise ValueError(
+                f"invalid stream {text!r}: mode {mode!r} is not one of "
+                f"{', '.join(m.value for m in SyncMode)}"
+            )
+        keys = [column.strip() for column in key.split(",") if column.strip()]
+        return cls(
+            name=name,
+            mode=SyncMode(mode) if mode else None,
+            cursor_field=cursor or None,
+            primary_key=keys or None,
+        )
+
+    def to_run_file(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "mode": self.mode.value if self.mode else None,
+            "cursor_field": self.cursor_field,
+            "primary_key": self.primary_key,
+        }
+
+
 class Connection(_Model):
     kind: Literal["connection"] = "connection"
     id: str
@@ -137,6 +183,8 @@ class Connection(_Model):
     transform: dict[str, Any] | None = None
     # A full_refresh from a source with no records empties the target only when allowed.
     allow_empty: bool = False
+    # The streams to sync and how; empty: every stream of the source, with the settings above.
+    streams: list[StreamConfig] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     managed_by: str | None = None
@@ -165,11 +213,54 @@ class Connection(_Model):
             raise ValueError("mode incremental needs --cursor-field")
         if self.mode is SyncMode.DEDUP and not self.primary_key:
             raise ValueError("mode dedup needs --primary-key")
+        names = [stream.name for stream in self.streams]
+        if len(set(names)) != len(names):
+            raise ValueError("each stream may be selected once")
+        for stream in self.streams:
+            mode, cursor, key = self.settings_of(stream.name)
+            if mode is SyncMode.INCREMENTAL and not cursor:
+                raise ValueError(
+                    f"stream {stream.name!r}: mode incremental needs a cursor field "
+                    f"(--stream {stream.name}:incremental:CURSOR_FIELD)"
+                )
+            if mode is SyncMode.DEDUP and not key:
+                raise ValueError(
+                    f"stream {stream.name!r}: mode dedup needs a primary key "
+                    f"(--stream {stream.name}:dedup:CURSOR_FIELD:KEY)"
+                )
         return self
 
     @property
     def scheduled(self) -> bool:
         return self.schedule != "manual"
+
+    def selection_of(self, stream: str) -> StreamConfig | None:
+        """The entry that selects ``stream`` (its own, else ``*``); None when the selection
+        leaves it out. No selection at all takes every stream with the connection's settings."""
+        if not self.streams:
+            return StreamConfig(name=ALL_STREAMS)
+        by_name = {entry.name: entry for entry in self.streams}
+        return by_name.get(stream) or by_name.get(ALL_STREAMS)
+
+    def settings_of(self, stream: str) -> tuple[SyncMode, str | None, list[str]]:
+        """Mode, cursor field and primary key a stream syncs with."""
+        entry = self.selection_of(stream) or StreamConfig(name=stream)
+        return (
+            entry.mode or self.mode,
+            entry.cursor_field or self.cursor_field,
+            self.primary_key if entry.primary_key is None else entry.primary_key,
+        )
+
+    def incremental(self, stream: str) -> bool:
+        """Whether ``stream`` resumes from a saved state (a full refresh starts afresh)."""
+        return self.settings_of(stream)[0] is not SyncMode.FULL_REFRESH
+
+    @property
+    def only_stream(self) -> StreamConfig | None:
+        """The stream of a selection that names exactly one and no ``*``."""
+        if len(self.streams) == 1 and self.streams[0].name != ALL_STREAMS:
+            return self.streams[0]
+        return None
 
 
 # The stream of a state saved before streams had names (store schema 1), or reported by a

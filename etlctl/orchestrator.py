@@ -183,11 +183,29 @@ def mounts_for(side: _Side) -> list[Mount]:
 def resumable_state(connection: Connection, saved: SyncState | None) -> SyncState | None:
     """What a sync starts from: the saved state of the streams it reads incrementally
     (a full refresh starts from scratch every time)."""
-    if saved is None or connection.mode.value == "full_refresh":
+    if saved is None or not saved.belongs_to(connection):
+        return None  # none yet, or left by a removed connection of the same name
+    streams = {name: entry for name, entry in saved.streams.items() if connection.incremental(name)}
+    if not streams and (saved.global_state is None or connection.mode.value == "full_refresh"):
         return None
-    if not saved.belongs_to(connection):
-        return None  # left by a removed connection of the same name
-    return saved
+    return saved.model_copy(update={"streams": streams})
+
+
+def _sync_settings(connection: Connection) -> dict[str, Any]:
+    """The run file's `sync`: the connection's settings or, when it selects one stream, that
+    stream's (what a version-1 connector reads)."""
+    only = connection.only_stream
+    mode, cursor, key = connection.settings_of(only.name) if only else (
+        connection.mode, connection.cursor_field, connection.primary_key
+    )
+    return {
+        "mode": mode.value,
+        "cursor_field": cursor,
+        "primary_key": key,
+        "on_error": connection.on_error.value,
+        "transform": connection.transform,
+        "allow_empty": connection.allow_empty,
+    }
 
 
 def _run_document(
@@ -209,15 +227,8 @@ def _run_document(
         "state": state.state if extractor and state else None,
         "stream_states": state.stream_states() if extractor and state else {},
         "global_state": state.global_state if extractor and state else None,
-        "streams": [],
-        "sync": {
-            "mode": connection.mode.value,
-            "cursor_field": connection.cursor_field,
-            "primary_key": connection.primary_key,
-            "on_error": connection.on_error.value,
-            "transform": connection.transform,
-            "allow_empty": connection.allow_empty,
-        },
+        "streams": [stream.to_run_file() for stream in connection.streams],
+        "sync": _sync_settings(connection),
         "run": {"id": run.id, "connection": connection.name, "connection_id": connection.id},
         "broker": {"url": amqp_url, "data_queue": queues.data, "events_queue": queues.events},
         "batch": {
@@ -321,14 +332,14 @@ class _SyncSession:
     def _save_checkpoint(self, event: dict[str, Any]) -> None:
         state, shared = event.get("state"), event.get("global")
         self.run.records_loaded = max(self.run.records_loaded, int(event.get("records_loaded", 0)))
-        if self.connection.mode.value == "full_refresh":
-            return  # a full refresh starts from scratch every time: nothing to resume from
-        if not isinstance(state, dict):
-            state = None
-        if state is None and not isinstance(shared, dict):
-            return
         # A loader of protocol 1 names no stream: the state is the connection's only stream's.
         stream = str(event.get("stream") or UNNAMED_STREAM)
+        if not isinstance(state, dict) or not self.connection.incremental(stream):
+            state = None  # a full refresh starts from scratch every time: nothing to resume
+        if not isinstance(shared, dict) or self.connection.mode.value == "full_refresh":
+            shared = None
+        if state is None and shared is None:
+            return
         with self.store.transaction() as view:
             current = view.find("connection", self.connection.name)
             if current is None or current.id != self.connection.id:
@@ -762,20 +773,20 @@ class CheckResult:
     message: str
 
 
-def check_connector(
+def _run_command(
     store: Store,
-    kind: str,
-    name: str,
-    runtime_name: str = "docker",
-    network: str = "host",
-    timeout: float = 120,
-) -> CheckResult:
-    """Run the connector's `check` (file readable, database reachable) with its real config."""
-    side = _side(store.read().get(kind, name))
+    side: _Side,
+    command: str,
+    runtime_name: str,
+    network: str,
+    timeout: float,
+) -> tuple[int, str, str]:
+    """Run a connector's one-shot command (check, discover) with its real config."""
     runtime = get_runtime(runtime_name)
     runtime.preflight()
     if runtime_name == "docker":
         runtime.ensure_image(side.image)
+    name = side.obj.name
     work_dir = new_check_files_dir(store)
     try:
         run_file = work_dir / "run.json"
@@ -786,14 +797,14 @@ def check_connector(
             "config": side.config,
             "state": None,
             "sync": {"mode": "full_refresh"},
-            "run": {"id": "check", "connection": "", "connection_id": ""},
+            "run": {"id": command, "connection": "", "connection_id": ""},
             "broker": None,
             "batch": {},
             "rejects_path": None,
         }
         _write_private_json(run_file, document)
         launch = ConnectorLaunch(
-            name=f"etlctl-check-{name}-{os.getpid()}-{int(time.time() * 1000) % 100000}",
+            name=f"etlctl-{command}-{name}-{os.getpid()}-{int(time.time() * 1000) % 100000}",
             role=side.role,
             connector_type=side.obj.type,
             image=side.image,
@@ -806,11 +817,24 @@ def check_connector(
             },
             mounts=tuple(mounts_for(side)),
             network=network,
-            command=("check",),
+            command=(command,),
         )
-        code, stdout, stderr = runtime.run_once(launch, timeout)
+        return runtime.run_once(launch, timeout)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def check_connector(
+    store: Store,
+    kind: str,
+    name: str,
+    runtime_name: str = "docker",
+    network: str = "host",
+    timeout: float = 120,
+) -> CheckResult:
+    """Run the connector's `check` (file readable, database reachable) with its real config."""
+    side = _side(store.read().get(kind, name))
+    code, stdout, stderr = _run_command(store, side, "check", runtime_name, network, timeout)
     try:
         answer = orjson.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
     except orjson.JSONDecodeError:
@@ -819,3 +843,34 @@ def check_connector(
         return CheckResult(ok=True, message="ok")
     message = answer.get("message") or (stderr.strip().splitlines() or [f"exit code {code}"])[-1]
     return CheckResult(ok=False, message=catalog.redact(str(message)))
+
+
+def discover_source(
+    store: Store,
+    name: str,
+    runtime_name: str = "docker",
+    network: str = "host",
+    timeout: float = 120,
+) -> list[dict[str, Any]]:
+    """The streams a source offers (``discover``): name, columns and types, key properties,
+    cursor candidates, supported modes."""
+    side = _side(store.read().get("source", name))
+    code, stdout, stderr = _run_command(store, side, "discover", runtime_name, network, timeout)
+    last_error = catalog.redact((stderr.strip().splitlines() or [f"exit code {code}"])[-1])
+    if code != 0:
+        if "usage:" in last_error or "unknown command" in last_error:
+            raise ValidationError(
+                f"source {name!r}: its connector does not answer discover "
+                "(a connector of protocol version 1 has one stream)",
+            )
+        error = ValidationError if code == 2 else SyncFailedError
+        raise error(f"source {name!r}: discover failed: {last_error}",
+                    hint=f"etlctl source check {name}")
+    try:
+        answer = orjson.loads(stdout.strip().splitlines()[-1])
+        streams = answer["streams"]
+        if not isinstance(streams, list):
+            raise TypeError("streams is not a list")
+    except (orjson.JSONDecodeError, IndexError, KeyError, TypeError) as exc:
+        raise SyncFailedError(f"source {name!r}: discover printed no stream list ({exc})") from None
+    return streams

@@ -12,7 +12,7 @@ from typing import Any
 import pydantic
 
 from etlctl import catalog, scheduler
-from etlctl.errors import ConflictError, ValidationError
+from etlctl.errors import ConflictError, NotFoundError, ValidationError
 from etlctl.locks import connection_lock
 from etlctl.models import (
     Connection,
@@ -20,6 +20,7 @@ from etlctl.models import (
     Loader,
     OnError,
     Source,
+    StreamConfig,
     SyncMode,
     SyncState,
     new_id,
@@ -227,6 +228,7 @@ def new_connection(
     transform: dict[str, Any] | None = None,
     managed_by: str | None = None,
     allow_empty: bool = False,
+    streams: list[StreamConfig] | None = None,
 ) -> Connection:
     validate_name(name, "connection name")
     return build_model(
@@ -243,7 +245,20 @@ def new_connection(
         transform=transform,
         allow_empty=allow_empty,
         managed_by=managed_by,
+        streams=streams or [],
     )
+
+
+def parse_streams(values: list[str] | None) -> list[StreamConfig] | None:
+    """``--stream NAME[:MODE[:CURSOR[:KEY,KEY]]]`` options; None when none was given."""
+    if not values:
+        return None
+    try:
+        return [StreamConfig.parse(value) for value in values]
+    except ValueError as exc:
+        raise ValidationError(
+            str(exc), hint="for example: --stream users --stream orders:incremental:updated_at"
+        ) from None
 
 
 def add_connection(store: Store, connection: Connection) -> Connection:
@@ -289,8 +304,9 @@ def remove_connection(store: Store, name: str) -> Connection:
     return connection
 
 
-def reset_connection(store: Store, name: str) -> SyncState | None:
-    """Forget the saved state: the next sync starts over. Returns what was cleared.
+def reset_connection(store: Store, name: str, stream: str | None = None) -> SyncState | None:
+    """Forget the saved state (of one stream, with ``stream``): the next sync starts over
+    (that stream starts over). Returns what was cleared.
 
     Refused (exit 4) while the connection syncs: the sync would save its cursor over the
     reset. The reset is remembered (``reset_at``), so that a checkpoint a target committed
@@ -301,6 +317,15 @@ def reset_connection(store: Store, name: str) -> SyncState | None:
         connection = view.get("connection", name)
         previous = view.get_state(name)
         now = utcnow()
+        if stream is not None:
+            if previous is None or stream not in previous.streams:
+                known = ", ".join(sorted(previous.streams)) if previous else ""
+                raise NotFoundError(
+                    f"connection {name!r} has no saved state for stream {stream!r}",
+                    hint=f"streams with a state: {known}" if known else "it has no state at all",
+                )
+            view.save_state(previous.without_stream(stream))
+            return previous.model_copy(update={"streams": {stream: previous.streams[stream]}})
         view.save_state(
             SyncState(connection=name, connection_id=connection.id, updated_at=now, reset_at=now)
         )

@@ -8,6 +8,10 @@ json/jsonb and arrays (``json``); any other type travels as its text form.
 
 Incremental syncs read ``WHERE cursor >= %s ORDER BY cursor`` so that the SDK can place
 checkpoints between batches. The password never appears in a message or a log line.
+
+Streams: ``table`` is one stream named after the table, ``query`` one stream named
+``query``; ``tables`` (a list of names in ``schema``, or ``["*"]`` for every table and view
+of it) makes one stream per table, each read with its own mode, cursor and state.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from connectors.sdk import (
     Extractor,
     ReadProgress,
     RecordStream,
+    StreamInfo,
 )
 
 log = logging.getLogger("connectors.postgres")
@@ -137,8 +142,13 @@ def converter_for(type_oid: int, is_array: bool) -> Converter | None:
     return CONVERTERS[TYPE_OIDS[type_oid]]
 
 
+QUERY_STREAM = "query"
+ALL_TABLES = "*"
+CURSOR_TYPES = frozenset({"integer", "number", "date", "timestamp", "string"})
+
+
 class PostgresExtractor(Extractor):
-    stream_name = "postgres"
+    stream_name = QUERY_STREAM
     sorted_by_cursor = True
     filters_by_cursor = True
 
@@ -147,15 +157,80 @@ class PostgresExtractor(Extractor):
         self.connection: psycopg.Connection[Any] | None = None
         self.rows_read = 0
         self.rows_expected: int | None = None
+        self.table: str | None = config.get("table")  # the table being read, if any
 
     def check(self) -> None:
         with connect(self.config) as connection:
             try:
-                connection.execute(
-                    sql.SQL("SELECT * FROM ({}) AS source LIMIT 0").format(self._source_sql())
-                )
+                for table in self._table_names(connection) or [None]:
+                    self.table = table
+                    connection.execute(
+                        sql.SQL("SELECT * FROM ({}) AS source LIMIT 0").format(self._source_sql())
+                    )
             except psycopg.Error as exc:
                 raise ConfigError(f"cannot read the source: {_first_line(exc)}") from None
+
+    # --- streams -----------------------------------------------------------------------------
+    def _table_names(self, connection: psycopg.Connection[Any]) -> list[str]:
+        """The tables this source reads ([] for a query), as the config names them."""
+        if self.config.get("table"):
+            return [self.config["table"]]
+        wanted = self.config.get("tables")
+        if not wanted:
+            return []
+        if ALL_TABLES in wanted:
+            rows = connection.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                "AND table_name NOT LIKE '\\_etlctl\\_%%' ORDER BY table_name",
+                [self.config["schema"]],
+            ).fetchall()
+            return [row[0] for row in rows]
+        return list(wanted)
+
+    def streams(self) -> list[StreamInfo]:
+        with connect(self.config) as connection:
+            tables = self._table_names(connection)
+            if not tables:
+                self.connection = connection
+                try:
+                    cursor = connection.execute(
+                        sql.SQL("SELECT * FROM ({}) AS source LIMIT 0").format(self._source_sql())
+                    )
+                    arrays = self._array_oids({d.type_code for d in cursor.description or []})
+                    columns = [Column(d.name, column_type(d.type_code, d.type_code in arrays))
+                               for d in cursor.description or []]
+                finally:
+                    self.connection = None
+                return [StreamInfo(QUERY_STREAM, columns)]
+            return [self._describe(connection, table) for table in tables]
+
+    def _describe(self, connection: psycopg.Connection[Any], table: str) -> StreamInfo:
+        schema = self.config["schema"]
+        rows = connection.execute(
+            "SELECT a.attname, a.atttypid, t.typcategory = 'A' FROM pg_attribute a "
+            "JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = to_regclass(%s) "
+            "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            [sql.Identifier(schema, table).as_string(connection)],
+        ).fetchall()
+        if not rows:
+            raise ConfigError(f"table {schema}.{table} does not exist")
+        columns = [Column(name, column_type(oid, is_array)) for name, oid, is_array in rows]
+        key = [
+            row[0]
+            for row in connection.execute(
+                "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = to_regclass(%s) "
+                "AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)",
+                [sql.Identifier(schema, table).as_string(connection)],
+            ).fetchall()
+        ]
+        cursors = [column.name for column in columns if column.type in CURSOR_TYPES]
+        return StreamInfo(table, columns, key, cursors)
+
+    def read_stream(self, stream: str, out: RecordStream) -> None:
+        self.table = None if stream == QUERY_STREAM and not self.config.get("tables") else stream
+        self.rows_read = 0
+        self.read(out)
 
     def position(self) -> dict[str, Any]:
         return {"row": self.rows_read}
@@ -174,7 +249,7 @@ class PostgresExtractor(Extractor):
 
     # --- reading ---------------------------------------------------------------------------
     def read(self, out: RecordStream) -> None:
-        self.connection = connect(self.config)
+        self.connection = self.connection or connect(self.config)
         self.rows_expected = self._estimate_rows()
         size = self.config["fetch_size"]
         # A named cursor lives on the server; withhold=False keeps it inside this transaction.
@@ -201,7 +276,7 @@ class PostgresExtractor(Extractor):
         self.connection.rollback()  # read-only: nothing to commit
 
     def _source_sql(self) -> sql.Composable:
-        table = self.config.get("table")
+        table = self.table
         if table:
             return sql.SQL("SELECT * FROM {}").format(sql.Identifier(self.config["schema"], table))
         return sql.SQL(self.config["query"].strip().rstrip(";"))
@@ -211,7 +286,7 @@ class PostgresExtractor(Extractor):
         whole, else count(*) within COUNT_BUDGET_MS; None when neither is at hand. On a
         connection of its own, so that a cancelled count leaves the read untouched."""
         statement, parameters = self._select(ordered=False)
-        table = self.config.get("table")
+        table = self.table
         try:
             with connect(self.config, autocommit=True) as connection:
                 if table and not parameters:

@@ -8,6 +8,10 @@ a bad record (``on_error``), never a silently changed one.
 
 Incremental syncs read ``WHERE cursor >= ?`` ordered by the cursor, so the SDK can place
 checkpoints between batches.
+
+Streams: ``table`` is one stream named after the table, ``query`` one stream named
+``query``; ``tables`` (a list of names, or ``["*"]`` for every table of the file) makes one
+stream per table, each read with its own mode, cursor and state.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from connectors.sdk import (
     Extractor,
     ReadProgress,
     RecordStream,
+    StreamInfo,
 )
 from connectors.sdk.values import json_type_of, merge_types
 
@@ -35,6 +40,10 @@ Converter = Callable[[Any], Any]
 # count(*) of what a sync reads, for the percentage shown: given up past this (a huge table,
 # a slow query), and the user sees counters without a percentage.
 COUNT_BUDGET_SECONDS = 0.5
+QUERY_STREAM = "query"
+ALL_TABLES = "*"
+# Column types a cursor can be: values that grow with new or changed rows.
+CURSOR_TYPES = frozenset({"integer", "number", "date", "timestamp", "string"})
 
 
 def quote(identifier: str) -> str:
@@ -136,7 +145,7 @@ def _value_type(value: Any) -> str | None:
 
 
 class SqliteExtractor(Extractor):
-    stream_name = "sqlite"
+    stream_name = QUERY_STREAM
     sorted_by_cursor = True
     filters_by_cursor = True
 
@@ -145,15 +154,62 @@ class SqliteExtractor(Extractor):
         self.db: sqlite3.Connection | None = None
         self.rows_read = 0
         self.rows_expected: int | None = None
+        self.table: str | None = config.get("table")  # the table being read, if any
 
     def check(self) -> None:
         db = self._connect()
         try:
-            db.execute(f"SELECT * FROM ({self._source_sql()}) LIMIT 0")
+            for table in self._table_names(db) or [None]:
+                self.table = table
+                db.execute(f"SELECT * FROM ({self._source_sql()}) LIMIT 0")
         except sqlite3.Error as exc:
             raise ConfigError(f"{self.config['path']}: {exc}") from None
         finally:
             db.close()
+
+    # --- streams -----------------------------------------------------------------------------
+    def _table_names(self, db: sqlite3.Connection) -> list[str]:
+        """The tables this source reads ([] for a query), as the config names them."""
+        if self.config.get("table"):
+            return [self.config["table"]]
+        wanted = self.config.get("tables")
+        if not wanted:
+            return []
+        if ALL_TABLES in wanted:
+            rows = db.execute(
+                "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT "
+                "LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_etlctl\\_%' ESCAPE '\\' "
+                "ORDER BY name"
+            ).fetchall()
+            return [row[0] for row in rows]
+        return list(wanted)
+
+    def streams(self) -> list[StreamInfo]:
+        db = self._connect()
+        try:
+            tables = self._table_names(db)
+            if not tables:
+                cursor = db.execute(f"SELECT * FROM ({self._source_sql()}) LIMIT 0")
+                names = [description[0] for description in cursor.description]
+                return [StreamInfo(QUERY_STREAM, [Column(name) for name in names])]
+            return [self._describe(db, table) for table in tables]
+        finally:
+            db.close()
+
+    @staticmethod
+    def _describe(db: sqlite3.Connection, table: str) -> StreamInfo:
+        info = db.execute(f"PRAGMA table_info({quote(table)})").fetchall()
+        if not info:
+            raise ConfigError(f"table {table!r} does not exist")
+        columns = [Column(row[1], type_of_declaration(row[2] or "") or "string") for row in info]
+        key = [row[1] for row in sorted(info, key=lambda row: row[5]) if row[5] > 0]
+        cursors = [column.name for column in columns if column.type in CURSOR_TYPES]
+        return StreamInfo(table, columns, key, cursors)
+
+    def read_stream(self, stream: str, out: RecordStream) -> None:
+        self.table = None if stream == QUERY_STREAM and not self.config.get("tables") else stream
+        self.rows_read = 0
+        self.read(out)
 
     def position(self) -> dict[str, Any]:
         return {"row": self.rows_read}
@@ -172,7 +228,7 @@ class SqliteExtractor(Extractor):
 
     # --- reading ---------------------------------------------------------------------------
     def read(self, out: RecordStream) -> None:
-        self.db = self._connect()
+        self.db = self.db or self._connect()
         self.rows_expected = self._count_rows()
         sql, parameters = self._select()
         try:
@@ -203,8 +259,8 @@ class SqliteExtractor(Extractor):
             raise ConfigError(f"cannot open {path}: {exc}") from None
 
     def _source_sql(self) -> str:
-        if self.config.get("table"):
-            return f"SELECT * FROM {quote(self.config['table'])}"
+        if self.table:
+            return f"SELECT * FROM {quote(self.table)}"
         return self.config["query"].strip().rstrip(";")
 
     def _count_rows(self) -> int | None:
@@ -247,7 +303,7 @@ class SqliteExtractor(Extractor):
         return columns
 
     def _declared_types(self) -> dict[str, str]:
-        table = self.config.get("table")
+        table = self.table
         if not table or self.db is None:
             return {}  # a query's columns have no declared types the sqlite3 module shows
         rows = self.db.execute(f"PRAGMA table_info({quote(table)})").fetchall()

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from connectors.loaders.files import FileLoader
-from connectors.sdk import Column, ConnectorError, LoadMark
+from connectors.sdk import Column, ConnectorError
 
 
 def _text(value: Any) -> Any:
@@ -43,7 +43,7 @@ class CsvLoader(FileLoader):
                 "use full_refresh to rewrite it"
             )
 
-    def finish_empty(self, mark: LoadMark) -> None:
+    def finish_stream_empty(self) -> None:
         # An allowed empty full_refresh: the file keeps the columns it had (its header).
         existing = self._existing_header()
         if existing and not self.appends:
@@ -51,7 +51,6 @@ class CsvLoader(FileLoader):
             handle.seek(0)
             handle.truncate()
             handle.write(self._encode_rows([existing]))
-        self.finish(mark)
 
     def resume(self, columns: list[str]) -> None:
         self.columns = list(columns)

@@ -27,6 +27,7 @@ from psycopg import sql
 
 from connectors.extractors.postgres import connect
 from connectors.sdk import Column, ConfigError, ConnectorError, Loader, LoadMark, Schema
+from connectors.sdk.loader import STREAM_PLACEHOLDER, table_for
 
 SQL_TYPES = {
     "integer": "BIGINT",
@@ -58,6 +59,8 @@ class PostgresLoader(Loader):
     def __init__(self, config: dict[str, Any], context: Any) -> None:
         super().__init__(config, context)
         self.schema_name: str = config["schema"]
+        # A table naming {stream} is a rule: one table per stream (for_stream).
+        self.per_stream = STREAM_PLACEHOLDER in config["table"]
         self.table: str = config["table"]
         self.key: tuple[str, ...] = tuple(context.sync.primary_key)
         self.cursor_field: str | None = context.sync.cursor_field
@@ -142,20 +145,29 @@ class PostgresLoader(Loader):
         self._record_mark(mark)
         self._db().commit()
 
-    def finish(self, mark: LoadMark) -> None:
+    def for_stream(self, stream: str, context: Any) -> PostgresLoader:
+        if not self.per_stream:
+            return self
+        writer = PostgresLoader({**self.config, "table": table_for(self.table, stream)}, context)
+        writer.connection, writer.resuming = self.connection, self.resuming
+        writer.load_name = self.load_name
+        return writer
+
+    def finish_stream(self) -> None:
         if self.full_refresh:
             self._swap_staging_in()
-        self._finish_run(mark)
 
-    def finish_empty(self, mark: LoadMark) -> None:
+    def finish_stream_empty(self) -> None:
         if not (self.full_refresh and self._existing_columns(self.table)):
-            self.finish(mark)
+            self.finish_stream()
             return
         # An allowed empty full_refresh: the table keeps its columns and types (and the views
         # on it), only its rows go; in the transaction of the mark.
         db = self._db()
         db.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._name(self.write_table)))
         db.execute(sql.SQL("DELETE FROM {}").format(self._name(self.table)))
+
+    def finish(self, mark: LoadMark) -> None:
         self._finish_run(mark)
 
     def _finish_run(self, mark: LoadMark) -> None:

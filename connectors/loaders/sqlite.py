@@ -28,6 +28,7 @@ import apsw
 import orjson
 
 from connectors.sdk import Column, ConfigError, ConnectorError, Loader, LoadMark, Schema
+from connectors.sdk.loader import STREAM_PLACEHOLDER, table_for
 
 SQL_TYPES = {
     "integer": "INTEGER",
@@ -57,6 +58,8 @@ class SqliteLoader(Loader):
     def __init__(self, config: dict[str, Any], context: Any) -> None:
         super().__init__(config, context)
         self.path: str = config["path"]
+        # A table naming {stream} is a rule: one table per stream (for_stream).
+        self.per_stream = STREAM_PLACEHOLDER in config["table"]
         self.table: str = config["table"]
         self.key: tuple[str, ...] = tuple(context.sync.primary_key)
         self.cursor_field: str | None = context.sync.cursor_field
@@ -192,23 +195,32 @@ class SqliteLoader(Loader):
         self._record_mark(mark)
         db.execute("COMMIT")
 
-    def finish(self, mark: LoadMark) -> None:
-        db = self._writing()
+    def for_stream(self, stream: str, context: Any) -> SqliteLoader:
+        if not self.per_stream:
+            return self
+        writer = SqliteLoader({**self.config, "table": table_for(self.table, stream)}, context)
+        writer.db, writer.resuming, writer.load_name = self.db, self.resuming, self.load_name
+        return writer
+
+    def finish_stream(self) -> None:
         if self.full_refresh:
             # Swap in the same transaction as the last rows and the mark: all or nothing.
+            db = self._writing()
             db.execute(f"DROP TABLE IF EXISTS {quote(self.table)}")
             db.execute(f"ALTER TABLE {quote(self.write_table)} RENAME TO {quote(self.table)}")
-        self._finish_run(mark)
 
-    def finish_empty(self, mark: LoadMark) -> None:
+    def finish_stream_empty(self) -> None:
         if not (self.full_refresh and self._existing_columns(self.table)):
-            self.finish(mark)
+            self.finish_stream()
             return
         # An allowed empty full_refresh: the table keeps its columns and types (a header-only
         # file would declare every column as text), only its rows go.
-        db = self._db()
+        db = self._writing()
         db.execute(f"DROP TABLE IF EXISTS {quote(self.write_table)}")
         db.execute(f"DELETE FROM {quote(self.table)}")
+
+    def finish(self, mark: LoadMark) -> None:
+        self._writing()
         self._finish_run(mark)
 
     def _finish_run(self, mark: LoadMark) -> None:

@@ -10,7 +10,7 @@ from connectors.sdk.context import RunContext
 from connectors.sdk.errors import ConfigError, ConnectorError, ProtocolError, RecordError
 from connectors.sdk.extractor import Extractor, ReadProgress, RecordStream
 from connectors.sdk.loader import Loader, LoadMark
-from connectors.sdk.protocol import Column, Schema
+from connectors.sdk.protocol import Column, Schema, StreamInfo
 
 __all__ = [
     "Column",
@@ -25,4 +25,5 @@ __all__ = [
     "RecordStream",
     "RunContext",
     "Schema",
+    "StreamInfo",
 ]

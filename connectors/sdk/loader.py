@@ -39,6 +39,15 @@ PROGRESS_INTERVAL_SECONDS = 1.0
 IDLE_SECONDS = 1.0
 
 
+# In a loader's table (or file) setting: the stream's name, one table per stream.
+STREAM_PLACEHOLDER = "{stream}"
+
+
+def table_for(rule: str, stream: str) -> str:
+    """The table of a stream under a naming rule: ``{stream}`` becomes the stream's name."""
+    return rule.replace(STREAM_PLACEHOLDER, stream)
+
+
 class BatchRejects:
     """Records of the batch being written that the target refuses (``Loader.reject``).
 
@@ -78,10 +87,11 @@ class Loader:
     ``begin(schema)`` at its first SCHEMA; ``add_columns(columns)`` when a later SCHEMA adds
     columns; ``write_batch(columns, rows)`` per batch; ``commit(mark)`` at commit points;
     at END ``finish_stream()`` per stream, then ``finish(mark)`` (commit the rest and, for
-    full_refresh, swap the staging copy in), or ``finish_empty(mark)`` when a full_refresh
-    brought no records and the connection allows it (an empty full_refresh it does not allow
-    is refused before either); ``close(failed)`` always, last. Per-stream calls go to the
-    loader ``for_stream`` returned; start, commit, finish and close to this one.
+    full_refresh, swap the staging copy in), or ``finish_stream_empty()`` for a stream in
+    full_refresh that brought no records when the connection allows it (an empty
+    full_refresh it does not allow is refused before either); then ``finish(mark)`` (commit
+    the rest); ``close(failed)`` always, last. Per-stream calls go to the loader
+    ``for_stream`` returned; start, commit, finish and close to this one.
     """
 
     #: sync modes this loader supports; others are refused before anything is written
@@ -136,15 +146,15 @@ class Loader:
         """END, for each stream: make its result visible (the full_refresh swap), in the
         transaction that ``finish`` commits when the target has one."""
 
+    def finish_stream_empty(self) -> None:
+        """END of a stream in full_refresh that brought no records, which the connection
+        allows (``allow_empty``): empty the target but keep its columns and types; a target
+        that does not exist yet is made from the schema. The default finishes as usual."""
+        self.finish_stream()
+
     def finish(self, mark: LoadMark) -> None:
         """END, once streams are finished: commit the rest."""
         self.commit(mark)
-
-    def finish_empty(self, mark: LoadMark) -> None:
-        """END of a full_refresh that brought no records, which the connection allows
-        (``allow_empty``): empty the target but keep its columns and types; a target that
-        does not exist yet is made from the schema. The default finishes as usual."""
-        self.finish(mark)
 
     def close(self, failed: bool) -> None:
         """Release the target; on failure drop what was not committed."""
@@ -194,6 +204,8 @@ class LoadEngine:
         # The loader writing each stream, in order of arrival; a version-1 extractor's
         # messages that name no stream belong to the one it declared.
         self._writers: dict[str, Loader] = {}
+        self._loaded_by_stream: dict[str, int] = {}  # by this process (not before a restart)
+        self._resumed_from = 0  # the message a restarted run resumes after
 
     @property
     def prefetch(self) -> int:
@@ -204,6 +216,7 @@ class LoadEngine:
     def run(self) -> None:
         self._check_mode(self.context.sync.mode, self.loader)
         self._committed = self.loader.start()
+        self._resumed_from = self._committed.seq
         self._last_seq = self._committed.seq
         self.received = self._committed.records
         if self._committed.seq:
@@ -286,7 +299,7 @@ class LoadEngine:
             raise ProtocolError(
                 f"this loader writes one stream per run, and the extractor sent a second one "
                 f"({stream!r} after {next(iter(self._writers))!r}): select one stream, or "
-                "use a loader that writes several"
+                f"name a table per stream in the loader (for example table={STREAM_PLACEHOLDER})"
             )
         self._check_mode(context.sync.mode, writer, stream)
         writer.batch_rejects = self.loader.batch_rejects
@@ -319,12 +332,15 @@ class LoadEngine:
     def _on_records(self, body: dict[str, Any]) -> None:
         columns = body["columns"]
         rows = body["rows"]
-        writer = self._resumed_writer(self._stream_of(body), columns)
+        stream = self._stream_of(body)
+        writer = self._resumed_writer(stream, columns)
         rejects = self.loader.batch_rejects
         rejects.start_batch(self.received)
         writer.write_batch(columns, rows)
         self.received += len(rows)
         self.skipped += rejects.in_batch
+        loaded = self._loaded_by_stream.get(stream, 0)
+        self._loaded_by_stream[stream] = loaded + len(rows) - rejects.in_batch
         self._dirty = True
         self._uncommitted_batches += 1
         if self._uncommitted_batches >= self.context.batch.commit_every:
@@ -382,22 +398,33 @@ class LoadEngine:
         if not self._writers and "streams" not in body:
             # A version-1 extractor always declares its stream; a restart may not have seen it.
             self._resumed_writer("", [])
-        for writer in self._writers.values():
-            writer.finish_stream()
-        mark = self._mark()
-        empty = empty_refresh(self.context.sync, self.loaded)
-        if empty:
+        empty = [stream for stream in self._writers if self._stream_is_empty(stream)]
+        for stream in empty:
             rejected = f"all {self.skipped} records rejected by the loader" if self.skipped else ""
-            refuse_empty_refresh(self.context.sync, self.loaded, rejected)
+            if len(self._writers) > 1:
+                rejected = f"stream {stream!r}: {rejected or 'the source yielded no records'}"
+            refuse_empty_refresh(self._writers[stream].context.sync, 0, rejected)
+        mark = self._mark()
         self._faults.crash("before_finish")
-        if empty:
-            self.loader.finish_empty(mark)
-        else:
-            self.loader.finish(mark)
+        for stream, writer in self._writers.items():
+            if stream in empty:
+                writer.finish_stream_empty()
+            else:
+                writer.finish_stream()
+        self.loader.finish(mark)
         self._committed_through(mark, body)
         if self._faults.reached("exit_without_done"):
             self._faults.exit("exit_without_done", 0)
         self._done()
+
+    def _stream_is_empty(self, stream: str) -> bool:
+        """A full_refresh stream that brought no records. After a restart, rows committed
+        before it are not counted by stream: then only a run that loaded nothing is empty."""
+        sync = self._writers[stream].context.sync
+        loaded = self._loaded_by_stream.get(stream, 0)
+        if self._resumed_from and self.loaded:
+            return False
+        return empty_refresh(sync, loaded)
 
     def _done(self) -> None:
         now = time.monotonic()

@@ -12,7 +12,7 @@ from etlctl import catalog, registry
 from etlctl.cli.options import no_crontab_option
 from etlctl.cli.output import app_state, print_fields, print_json, print_table, say, when
 from etlctl.cli.schedule import sync_after_change
-from etlctl.models import OnError, SyncMode
+from etlctl.models import Connection, OnError, SyncMode
 from etlctl.views import connection_view
 
 app = typer.Typer(
@@ -33,6 +33,18 @@ def _read_transform(path: Path | None) -> dict[str, Any] | None:
 
 def _stream_label(name: str) -> str:
     return name or "(unnamed stream)"
+
+
+def _selection(connection: Connection) -> list[str]:
+    """The stream selection as --stream would take it."""
+    shown = []
+    for entry in connection.streams:
+        parts = [entry.name, entry.mode.value if entry.mode else "", entry.cursor_field or "",
+                 ",".join(entry.primary_key or [])]
+        while parts and not parts[-1]:
+            parts.pop()
+        shown.append(":".join(parts))
+    return shown
 
 
 def _state_per_stream(state: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -85,6 +97,13 @@ def add(
         help="Let a full_refresh from a source with no records empty the target "
         "(by default it is refused and the target kept).",
     ),
+    streams: list[str] = typer.Option(
+        [],
+        "--stream",
+        help="A stream to sync, NAME[:MODE[:CURSOR_FIELD[:KEY,KEY]]] (repeatable; '*' is every "
+        "other stream; none: every stream with the connection's settings). See: etlctl source "
+        "discover SOURCE",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the created connection as JSON."),
     no_crontab: bool = no_crontab_option(),
 ) -> None:
@@ -100,6 +119,7 @@ def add(
         on_error,
         transform=_read_transform(transform_file),
         allow_empty=allow_empty,
+        streams=registry.parse_streams(streams),
     )
     registry.add_connection(state.store, connection)
     if as_json:
@@ -175,6 +195,7 @@ def show(
             ("on error", connection.on_error.value),
             ("transform", connection.transform),
             ("empty source", "allowed" if connection.allow_empty else "refused in full_refresh"),
+            ("streams", _selection(connection) or "every stream of the source"),
             ("state", _state_per_stream(state) or "none (the next sync starts from scratch)"),
             ("last run", f"{last['id']} {last['status']}" if last else "never"),
             ("managed by", connection.managed_by or "cli"),
@@ -214,6 +235,12 @@ def update(
         "--allow-empty/--no-allow-empty",
         help="Whether a full_refresh from a source with no records may empty the target.",
     ),
+    streams: list[str] = typer.Option(
+        [], "--stream", help="Replace the stream selection, NAME[:MODE[:CURSOR[:KEY,KEY]]]."
+    ),
+    all_streams: bool = typer.Option(
+        False, "--all-streams", help="Drop the stream selection: sync every stream."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the updated connection as JSON."),
     no_crontab: bool = no_crontab_option(),
 ) -> None:
@@ -229,6 +256,7 @@ def update(
         "on_error": on_error,
         "transform": _read_transform(transform_file),
         "allow_empty": allow_empty,
+        "streams": [] if all_streams else registry.parse_streams(streams),
     }
     if no_transform:
         changes["transform"] = {}
@@ -258,12 +286,16 @@ def remove(
 
 @app.command(
     "reset",
-    help="Forget a connection's saved state: the next sync starts from scratch. Refused (exit 4) while it syncs.\n\nExamples:\n\n  etlctl connection reset users-to-wh",
+    help="Forget a connection's saved state (or one stream's): the next sync starts from scratch. Refused (exit 4) while it syncs.\n\nExamples:\n\n  etlctl connection reset users-to-wh\n\n  etlctl connection reset db-to-wh --stream orders",
 )
 def reset(
-    ctx: typer.Context, name: str = typer.Argument(..., help="Name of the connection.")
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Name of the connection."),
+    stream: str | None = typer.Option(
+        None, "--stream", help="Forget the state of this stream only; the others keep theirs."
+    ),
 ) -> None:
-    previous = registry.reset_connection(app_state(ctx).store, name)
+    previous = registry.reset_connection(app_state(ctx).store, name, stream)
     if previous and (previous.streams or previous.global_state is not None):
         was = json.dumps(_state_per_stream(previous.to_doc()), default=str)
         say(f'connection "{name}" reset (was: {was})')

@@ -248,4 +248,48 @@ def build_app(kind: str) -> typer.Typer:
                 f"(see: etlctl {kind} show {name})",
             )
 
+    if kind == "source":
+        app.command(
+            "discover",
+            help=(
+                "List the streams a source offers: columns and types, key properties, cursor "
+                "candidates, supported modes (pick them with connection --stream).\n\n"
+                f"Examples:\n\n  etlctl source discover {ex['name']}\n\n"
+                f"  etlctl source discover {ex['name']} --json | jq '.[].name'"
+            ),
+        )(discover)
     return app
+
+
+def discover(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Name of the source."),
+    runtime: str | None = runtime_option(),
+    network: str | None = network_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print the streams as JSON."),
+) -> None:
+    store = app_state(ctx).store
+    stored = store.read().settings()
+    streams = orchestrator.discover_source(
+        store,
+        name,
+        runtime_name=settings.chosen(stored, "runtime", runtime),
+        network=settings.chosen(stored, "network", network),
+    )
+    if as_json:
+        print_json(streams)
+        return
+    if not streams:
+        say(f'source "{name}" offers no streams')
+        return
+    for stream in streams:
+        columns = ", ".join(f"{c['name']} {c['type']}" for c in stream.get("columns", []))
+        print_fields(
+            f"stream {stream['name']}",
+            [
+                ("columns", columns or "known once read"),
+                ("key", ", ".join(stream.get("key_properties", []))),
+                ("cursor candidates", ", ".join(stream.get("cursor_candidates", []))),
+                ("modes", ", ".join(stream.get("modes", []))),
+            ],
+        )

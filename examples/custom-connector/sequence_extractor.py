@@ -1,9 +1,9 @@
-"""A custom etlctl extractor written from docs/connector-protocol.md alone.
+"""A custom etlctl extractor written from docs/connector-protocol.md (version 2) alone.
 
 It imports nothing from etlctl or connectors/: only pika and the standard library, to show
 that the protocol is the whole contract (the same could be done in Go, Rust or Node).
-It emits `count` records {n, square, parity} and, in incremental mode, starts at the saved
-cursor (n >= state.cursor).
+It emits `count` records {n, square, parity} in the stream `sequence` and, in incremental
+mode, starts at the stream's saved cursor (n >= stream_states.sequence.cursor).
 """
 
 import json
@@ -22,11 +22,13 @@ SPEC = {
     "required": ["count"],
     "additionalProperties": False,
 }
+STREAM = "sequence"
 COLUMNS = [
     {"name": "n", "type": "integer"},
     {"name": "square", "type": "integer"},
     {"name": "parity", "type": "string"},
 ]
+NAMES = [column["name"] for column in COLUMNS]
 
 
 def read_run_file():
@@ -68,33 +70,46 @@ class Publisher:
         self.channel.basic_publish("", self.events_queue, json.dumps(body).encode())
 
 
+def saved_state(run_file):
+    """This stream's committed state: stream_states (version 2), else the run's only
+    state (a state saved before the stream had a name)."""
+    states = run_file.get("stream_states") or {}
+    return states.get(STREAM) or run_file.get("state")
+
+
 def run():
     run_file = read_run_file()
     count = int(run_file["config"]["count"])
+    selected = [entry["name"] for entry in run_file.get("streams") or []]
+    if selected and STREAM not in selected and "*" not in selected:
+        raise ValueError(f"this source offers one stream, {STREAM!r}")
     sync = run_file["sync"]
     start = 1
-    if sync["mode"] != "full_refresh" and run_file.get("state"):
-        start = int(run_file["state"].get("cursor", 1))
+    state = saved_state(run_file)
+    if sync["mode"] != "full_refresh" and state:
+        start = int(state.get("cursor", 1))
     publisher = Publisher(run_file)
     try:
-        publisher.data(
-            "SCHEMA", {"stream": "sequence", "columns": COLUMNS, "key_properties": ["n"]}
-        )
+        publisher.data("SCHEMA", {"stream": STREAM, "columns": COLUMNS, "key_properties": ["n"]})
         sent = 0
         batch = []
         for n in range(start, count + 1):
             batch.append([n, n * n, "even" if n % 2 == 0 else "odd"])
             if len(batch) == 500:
-                publisher.data("RECORDS", {"columns": ["n", "square", "parity"], "rows": batch})
+                publisher.data("RECORDS", {"stream": STREAM, "columns": NAMES, "rows": batch})
                 sent += len(batch)
-                publisher.data("CHECKPOINT", {"state": {"cursor": n}, "records": sent})
+                publisher.data(
+                    "CHECKPOINT", {"stream": STREAM, "state": {"cursor": n}, "records": sent}
+                )
                 publisher.event("progress", records=sent, bytes=0)
                 batch = []
         if batch:
-            publisher.data("RECORDS", {"columns": ["n", "square", "parity"], "rows": batch})
+            publisher.data("RECORDS", {"stream": STREAM, "columns": NAMES, "rows": batch})
             sent += len(batch)
-        final = {"cursor": count} if count >= start else run_file.get("state")
-        publisher.data("END", {"records": sent, "state": final})
+        final = {"cursor": count} if count >= start else state
+        if final is not None:
+            publisher.data("CHECKPOINT", {"stream": STREAM, "state": final, "records": sent})
+        publisher.data("END", {"records": sent, "streams": [STREAM]})
         publisher.event("done", records=sent, bytes=0, skipped=0)
     except Exception as exc:  # report, then fail: the orchestrator shows the message
         publisher.event("error", message=str(exc))
@@ -118,6 +133,12 @@ def main():
             )
         )
         sys.exit(0 if ok else 1)
+    elif command == "discover":
+        columns = [dict(column) for column in COLUMNS]
+        print(json.dumps({"streams": [{
+            "name": STREAM, "columns": columns, "key_properties": ["n"],
+            "cursor_candidates": ["n"], "modes": ["full_refresh", "incremental", "dedup"],
+        }]}))
     elif command == "run":
         try:
             run()

@@ -1,4 +1,6 @@
-"""A connector image written from the protocol alone (examples/custom-connector) in a sync."""
+"""Connector images written from the protocol alone in a sync: examples/custom-connector
+(protocol version 2) and the same connector as it was written for version 1
+(tests/integration/protocol_v1), which must keep working unchanged."""
 
 from __future__ import annotations
 
@@ -10,20 +12,27 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from connectors import image_tag
 from etlctl.cli.main import app
 
 pytestmark = pytest.mark.integration
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "custom-connector"
-IMAGE = "etlctl-example/sequence:1.0"
+EXAMPLES = {
+    2: Path(__file__).resolve().parents[2] / "examples" / "custom-connector",
+    1: Path(__file__).resolve().parent / "protocol_v1",
+}
 
 
-@pytest.fixture(scope="module")
-def sequence_image(services):
+@pytest.fixture(scope="module", params=[2, 1], ids=["protocol-2", "protocol-1"])
+def sequence_image(request, services):
+    # Tagged per checkout, like the built-in images: parallel test runs never share it.
+    image = f"etlctl-example/sequence-v{request.param}:{image_tag()}"
     subprocess.run(
-        ["docker", "build", "-q", "-t", IMAGE, str(EXAMPLE)], check=True, capture_output=True
+        ["docker", "build", "-q", "-t", image, str(EXAMPLES[request.param])],
+        check=True,
+        capture_output=True,
     )
-    return IMAGE
+    return image
 
 
 def test_the_custom_connector_runs_in_a_sync(sequence_image, tmp_path):
@@ -33,7 +42,8 @@ def test_the_custom_connector_runs_in_a_sync(sequence_image, tmp_path):
 
     def etl(*args, code=0):
         result = runner.invoke(app, ["--store", str(store), *args])
-        assert result.exit_code == code, (result.stdout, result.stderr)
+        if code is not None:
+            assert result.exit_code == code, (result.stdout, result.stderr)
         return result
 
     etl(
@@ -47,6 +57,13 @@ def test_the_custom_connector_runs_in_a_sync(sequence_image, tmp_path):
         "--config",
         "count=1234",
     )
+    discovered = etl("source", "discover", "numbers", "--json", code=None)
+    if "sequence-v1" in sequence_image:
+        assert discovered.exit_code == 2
+        assert "its connector does not answer discover" in discovered.stderr
+    else:
+        streams = json.loads(discovered.stdout)
+        assert [(s["name"], s["key_properties"]) for s in streams] == [("sequence", ["n"])]
     etl(
         "loader",
         "add",
@@ -81,8 +98,8 @@ def test_the_custom_connector_runs_in_a_sync(sequence_image, tmp_path):
         1234 * 1235 // 2,
         1234 * 1234,
     )
-    # A protocol-1 connector names its stream in SCHEMA only: its state is kept under that
-    # name, and given back to it as the run file's `state` (unchanged since version 1).
+    # Its state is kept under its stream's name (a protocol-1 connector names it in SCHEMA
+    # only), and given back as the run file's `state` and `stream_states`.
     shown = json.loads(etl("connection", "show", "numbers-to-db", "--json").stdout)
     assert {name: entry["state"] for name, entry in shown["state"]["streams"].items()} == {
         "sequence": {"cursor": 1234}
