@@ -20,6 +20,7 @@ from etlctl.store import Store
 
 store = Store(sys.argv[1])
 prefix, count = sys.argv[2], int(sys.argv[3])
+print("writing", flush=True)
 for i in range(count):
     with store.transaction(timeout=120) as view:
         # Two objects per transaction: a torn write would show one without the other.
@@ -32,7 +33,7 @@ for i in range(count):
 def _start_writer(store_path: Path, prefix: str, count: int) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", WRITER, str(store_path), prefix, str(count)],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
 
@@ -54,7 +55,11 @@ def test_a_writer_killed_at_random_moments_never_leaves_a_broken_store(tmp_path)
     seen = 0
     for round_ in range(25):
         writer = _start_writer(store_path, f"r{round_}", 10_000)
-        time.sleep(rng.uniform(0.15, 0.6))  # interpreter start-up is ~0.1 s
+        # Kill inside the write loop, however long the interpreter took to start (seconds on a
+        # loaded machine, where a fixed delay killed every writer before its first commit and
+        # the test proved nothing).
+        assert writer.stdout is not None and writer.stdout.readline() == b"writing\n"
+        time.sleep(rng.uniform(0.0, 0.4))
         writer.send_signal(signal.SIGKILL)
         writer.wait()
         kills += writer.returncode == -signal.SIGKILL
