@@ -112,3 +112,29 @@ def test_any_stream_option_is_parsed_or_refused_with_a_message(text):
         return
     assert parsed.name == text.split(":")[0].strip()
     assert parsed.primary_key is None or all(key for key in parsed.primary_key)
+
+
+def test_only_incremental_streams_keep_a_state(cli, tmp_path, store_path):
+    """A checkpoint of a full_refresh stream is not saved, and a saved one is not resumed:
+    a full refresh starts from scratch every time, stream by stream."""
+    from etlctl import orchestrator
+    from etlctl.models import Run
+
+    _objects(cli, tmp_path)
+    cli("connection", "add", "shop-wh", "--source", "shop", "--loader", "wh",
+        "--stream", "users", "--stream", "orders:incremental:updated_at")
+    store = Store(store_path)
+    connection = store.read().get("connection", "shop-wh")
+    run = Run(connection="shop-wh")
+    session = orchestrator._SyncSession(
+        store, connection, run, None, None, None, orchestrator.SyncOptions(), None
+    )
+    for stream, cursor in (("users", 7), ("orders", "2024-05-02")):
+        session.handle_event({"type": "checkpoint_committed", "run_id": run.id,
+                              "stream": stream, "state": {"cursor": cursor}})
+    saved = store.read().get_state("shop-wh")
+    assert saved.stream_states() == {"orders": {"cursor": "2024-05-02"}}
+    assert run.state_after == {"streams": {"orders": {"cursor": "2024-05-02"}}}
+    both = saved.committed("run_x", stream="users", state={"cursor": 7})
+    resumed = orchestrator.resumable_state(connection, both)
+    assert resumed.stream_states() == {"orders": {"cursor": "2024-05-02"}}
