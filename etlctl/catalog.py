@@ -8,7 +8,9 @@ distribution, so etlctl reads them without Docker. Config values may be secret r
 from __future__ import annotations
 
 import copy
+import datetime
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from connectors import secrets
 from connectors.registry import ConnectorInfo, all_connectors, get_connector, path_fields
 from connectors.secrets import MASK, SECRET_REF_KEYS, is_secret_ref
 from etlctl.errors import ValidationError, close_match
+from etlctl.files import not_a_regular_file
 from etlctl.models import ROLE_OF_KIND
 
 __all__ = ["MASK", "SECRET_REF_KEYS", "is_secret_ref"]  # re-exported: callers use catalog.*
@@ -185,6 +188,7 @@ def _with_placeholders(config: dict[str, Any], schema: dict[str, Any], prefix: s
 
 def validate_config(info: ConnectorInfo, config: dict[str, Any]) -> None:
     """Refuse a config that does not match the connector's spec, naming the field."""
+    _refuse_unportable_numbers(config)
     remember_secrets(config, info.spec)
     candidate = _with_placeholders(config, info.spec)
     import jsonschema  # here: ~35 ms to import, and a sync never validates configs
@@ -197,6 +201,31 @@ def validate_config(info: ConnectorInfo, config: dict[str, Any]) -> None:
         raise ValidationError(
             f"invalid config for {info.role} type {info.type!r}: {problems}",
             hint=f"see: etlctl connectors spec {info.type}",
+        )
+
+
+def _refuse_unportable_numbers(value: Any, field: str = "") -> None:
+    """Integers beyond 64 bits and non-finite floats cannot travel in the run file (JSON
+    for the connectors) as they are: refuse them when the config is saved, not at sync."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_unportable_numbers(item, f"{field}.{key}" if field else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_unportable_numbers(item, f"{field}[{index}]")
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+        # str() of a huge integer is slow, and refused past 4300 digits: say its size.
+        shown = str(value) if value.bit_length() <= 128 else f"of {value.bit_length()} bits"
+        raise ValidationError(
+            f"config field {field!r}: integer {shown} does not fit in 64 bits",
+            hint="use a smaller number, or a string if the connector takes one",
+        )
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(
+            f"config field {field!r}: {value} is not a finite number",
+            hint="use a finite number",
         )
 
 
@@ -290,12 +319,21 @@ def parse_config_pairs(pairs: list[str], spec: dict[str, Any] | None) -> dict[st
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """A JSON or YAML file holding one mapping of config fields."""
+    kind = not_a_regular_file(path)
+    if kind is not None and kind != "a directory":  # a FIFO would block the read
+        raise ValidationError(f"cannot read config file {path}: it is {kind}")
     try:
         if path.stat().st_size > MAX_CONFIG_FILE_BYTES:
             raise ValidationError(f"config file {path} is larger than 1 MiB")
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValidationError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            f"config file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+            f"offset {exc.start})",
+            hint="save it as UTF-8",
+        ) from None
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
@@ -303,13 +341,25 @@ def load_config_file(path: Path) -> dict[str, Any]:
             raise ValidationError(
                 f"config file {path}: invalid JSON at line {exc.lineno}: {exc.msg}"
             ) from exc
+        except ValueError as exc:  # an integer of more than 4300 digits
+            raise ValidationError(f"config file {path}: invalid JSON: {exc}") from None
     else:
         from etlctl import yamlio  # here: PyYAML costs start-up time every command would pay
 
         data = yamlio.load_one(text, str(path))
     if not isinstance(data, dict):
         raise ValidationError(f"config file {path} must hold a mapping of config fields")
-    return json.loads(json.dumps(data))  # plain dicts, JSON types only
+    try:
+        return json.loads(json.dumps(data, default=_json_scalar))  # plain JSON types only
+    except TypeError as exc:
+        raise ValidationError(f"config file {path}: {exc}") from None
+
+
+def _json_scalar(value: Any) -> Any:
+    """YAML values JSON has no type for: dates become ISO text (what the user wrote)."""
+    if isinstance(value, datetime.date):  # datetime.datetime included
+        return value.isoformat()
+    raise TypeError(f"a value of type {type(value).__name__} is not allowed in a config")
 
 
 def _absolute(value: str, base_dir: Path) -> str:

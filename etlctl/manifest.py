@@ -36,6 +36,7 @@ import pydantic
 from connectors import secrets
 from etlctl import catalog, registry, scheduler, yamlio
 from etlctl.errors import ValidationError
+from etlctl.files import not_a_regular_file
 from etlctl.locks import connection_lock
 from etlctl.models import (
     Connection,
@@ -230,9 +231,17 @@ def read_files(paths: Sequence[str], stdin: IO[bytes] | None = None) -> list[Man
             files.append(ManifestFile("<stdin>", _read_bounded(stdin, "<stdin>"), Path.cwd()))
             continue
         path = Path(given).expanduser()
-        if path.is_dir():
+        try:
+            is_dir, exists = path.is_dir(), path.exists()
+        except OSError as exc:  # a name too long, a loop of symlinks
+            raise ValidationError(f"cannot read manifest {given}: {exc.strerror}") from None
+        if is_dir:
             files.extend(_files_in(path, given))
-        elif path.exists():
+        elif exists:
+            kind = not_a_regular_file(path)
+            if kind is not None:  # a FIFO would block; read a stream with -f -
+                raise ValidationError(f"cannot read manifest {given}: it is {kind}",
+                                      hint="to read from a pipe, use -f -")
             files.append(_read_file(path, given))
         else:
             raise ValidationError(f"manifest {given} does not exist")

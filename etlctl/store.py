@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +28,7 @@ from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
 from etlctl.errors import ConflictError, NotFoundError, StoreError, close_match
+from etlctl.files import not_a_regular_file, real_path, write_atomically
 from etlctl.models import (
     Connection,
     ConnectorObject,
@@ -124,6 +124,12 @@ def migrate(document: dict[str, Any], path: Path) -> tuple[dict[str, Any], bool]
 
 def read_document(path: Path) -> dict[str, Any] | None:
     """The parsed store file, or None when it does not exist. Never repairs anything."""
+    kind = not_a_regular_file(path)
+    if kind is not None:  # a FIFO would block the read, a device would be replaced
+        raise StoreError(
+            f"the store {path} is {kind}, not a file",
+            hint="point --store (or $ETLCTL_STORE) at a regular file, or at a new path",
+        )
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -152,23 +158,12 @@ def read_document(path: Path) -> dict[str, Any] | None:
 
 
 def write_document_atomically(path: Path, document: dict[str, Any]) -> None:
-    """Write via a temp file in the same directory + fsync + rename: all or nothing."""
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Write via a temp file in the same directory + fsync + rename: all or nothing. Through
+    a symlink, the file it points to is replaced (etlctl.files)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     payload = json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False).encode()
-    # mkstemp creates the file 0600, which os.replace carries over to the store.
-    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
+    written = write_atomically(path, payload, mode=0o600)
+    dir_fd = os.open(written.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
@@ -374,7 +369,9 @@ class Store:
     """The store file. Use ``read()`` for queries and ``transaction()`` for changes."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path).expanduser().absolute()
+        # Symlinks followed once, here: the lock, the logs and every write belong to the
+        # file the link points to, and a write replaces that file, never the link.
+        self.path = real_path(path)
 
     @property
     def id(self) -> str:

@@ -118,6 +118,11 @@ def load_all(text: str | bytes, source: str = "<input>") -> Iterator[Any]:
         documents = list(yaml.load_all(text, Loader=_StrictLoader))
     except yaml.YAMLError as exc:
         raise ValidationError(f"invalid YAML in {_describe(exc, source)}") from exc
+    except (ValueError, OverflowError) as exc:
+        # A value its tag cannot hold: a date 2024-13-01, an integer of 5000 digits.
+        raise ValidationError(f"invalid YAML in {source}: {exc}") from None
+    except RecursionError:
+        raise ValidationError(f"invalid YAML in {source}: nested too deeply") from None
     yield from (doc for doc in documents if doc is not None)
 
 

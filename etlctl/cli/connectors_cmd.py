@@ -56,12 +56,16 @@ def list_(
     help=(
         "Print a connector type's config schema (JSON Schema; secret fields are marked).\n\n"
         "Examples:\n\n  etlctl connectors spec csv\n\n  etlctl connectors spec postgres --role loader"
+        "\n\n  etlctl connectors spec http --json | jq '.properties | keys'"
     ),
 )
 def spec(
     connector_type: str = typer.Argument(..., metavar="TYPE", help="The connector type."),
     role: str | None = typer.Option(
         None, "--role", help="extractor or loader, when the type is both."
+    ),
+    as_json: bool = typer.Option(
+        True, "--json", help="Print JSON (the only format of a spec; accepted for scripts)."
     ),
 ) -> None:
     _check_role(role)

@@ -3,6 +3,8 @@ errors become a message on stderr and an exit code."""
 
 from __future__ import annotations
 
+import os
+import sys
 import traceback
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from etlctl.cli import (
 )
 from etlctl.cli.output import AppState, stderr
 from etlctl.errors import EtlctlError
+from etlctl.files import real_path
 from etlctl.paths import STORE_ENV, default_store_path
 
 
@@ -38,29 +41,56 @@ def etlctl_version() -> str:
         return "0+unknown"
 
 
-class ErrorMappingGroup(TyperGroup):
-    """Turns every EtlctlError raised by a command into one line on stderr + its exit code.
+# What typer and click raise to end a command on purpose (exit codes, usage errors, --help).
+_TYPER_CONTROL = (typer.Exit, typer.Abort, typer.TyperException)
 
+
+class ErrorMappingGroup(TyperGroup):
+    """Turns every error raised by a command into one line on stderr + its exit code.
+
+    EtlctlError carries its own message, hint and exit code. Anything else is a bug or the
+    system refusing (a full disk under stdout): still one line and exit 1, never a traceback;
+    its message is not printed (it could quote a secret), --debug prints the traceback.
     Living in the command group (not in main()) means CliRunner tests see exactly what users
-    see. With --debug the traceback is printed too.
+    see.
     """
 
     def invoke(self, ctx: typer.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except _TYPER_CONTROL:
+            raise
         except EtlctlError as exc:
-            state = ctx.obj if isinstance(ctx.obj, AppState) else None
-            if state is not None and state.debug:
-                stderr.print(traceback.format_exc(), markup=False)
-            # Every error path ends here: redact once for all of them (URL passwords, and
-            # any secret value this process resolved or validated).
-            stderr.print(f"error: {redact(exc.message)}", markup=False, highlight=False)
-            if exc.hint:
-                stderr.print(f"hint: {redact(exc.hint)}", markup=False, highlight=False)
+            _report(ctx, exc.message, exc.hint)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             stderr.print("error: interrupted", markup=False)
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # `etlctl ... | head`: the reader has all it wanted
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (at exit, flush nowhere)
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            if exc.filename is None:  # stdout or stderr: nothing more will get through
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (at exit, flush nowhere)
+            where = f" ({exc.filename})" if exc.filename else " (writing the output)"
+            _report(ctx, f"{exc.strerror or type(exc).__name__}{where}",
+                    "check the disk, the permissions, and where the output goes")
+            raise typer.Exit(1) from None
+        except Exception as exc:
+            _report(ctx, f"internal error ({type(exc).__name__}): this is a bug in etlctl",
+                    "rerun with --debug to see the traceback, and report it")
+            raise typer.Exit(1) from None
+
+
+def _report(ctx: typer.Context, message: str, hint: str | None) -> None:
+    state = ctx.obj if isinstance(ctx.obj, AppState) else None
+    if state is not None and state.debug:
+        stderr.print(traceback.format_exc(), markup=False)
+    # Every error path ends here: redact once for all of them (URL passwords, and any
+    # secret value this process resolved or validated).
+    stderr.print(f"error: {redact(message)}", markup=False, highlight=False)
+    if hint:
+        stderr.print(f"hint: {redact(hint)}", markup=False, highlight=False)
 
 
 app = typer.Typer(
@@ -111,7 +141,7 @@ def root(
     ),
 ) -> None:
     ctx.obj = AppState(
-        store_path=(store.expanduser().absolute() if store else default_store_path()),
+        store_path=real_path(store or default_store_path()),
         debug=debug,
     )
 

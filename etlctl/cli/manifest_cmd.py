@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ from etlctl.cli.options import no_crontab_option
 from etlctl.cli.output import app_state, note, print_json, stdout
 from etlctl.cli.schedule import sync_after_change
 from etlctl.errors import ValidationError
+from etlctl.files import write_atomically
 from etlctl.manifest import Action, FieldDiff, Plan, Step
 
 DONE = {
@@ -179,23 +177,6 @@ Examples:
 """
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write a temp file beside the target and rename it: never a half-written export."""
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise ValidationError(f"cannot write {path}: directory {directory} does not exist")
-    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(temp_name, 0o644)  # no plain secrets inside: readable like any manifest
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
-
-
 def export_command(
     ctx: typer.Context,
     output: Path | None = typer.Option(
@@ -215,7 +196,8 @@ def export_command(
     elif output is None:
         typer.echo(manifest.export_text(documents), nl=False)
     else:
-        _write_atomically(output, manifest.export_text(documents))
+        # no plain secrets inside: readable like any manifest
+        write_atomically(output, manifest.export_text(documents).encode(), mode=0o644)
         note(f"exported {len(documents)} object(s) to {output}")
 
 

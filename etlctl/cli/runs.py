@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 
 LOG_TAIL_LINES = 20
+MAX_TAIL_LINES = 1_000_000_000  # larger is "all of it": a bound keeps --tail an ordinary int
 ERROR_COLUMN_CHARS = 80
 SPARK_LEVELS = "▁▂▃▄▅▆▇█"
 CANCEL_WAIT_SECONDS = 60.0
@@ -175,12 +177,17 @@ def show(
 def logs(
     ctx: typer.Context,
     run_id: str = typer.Argument(..., help="The run id (see etlctl runs list)."),
-    tail_lines: int | None = typer.Option(None, "--tail", min=1, help="Only the last N lines."),
+    tail_lines: int | None = typer.Option(
+        None, "--tail", min=1, max=MAX_TAIL_LINES, help="Only the last N lines."
+    ),
     follow: bool = typer.Option(
         False,
         "--follow",
         "-F",
         help="While the run is running, print its progress; then its log.",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help='Print {"run_id", "log_path", "lines": [...]} as JSON.'
     ),
 ) -> None:
     """Print a run's log (both connectors' output). The log is written when the run ends;
@@ -193,12 +200,14 @@ def logs(
       etlctl logs run_20240501T101500Z_ab12cd --tail 50
 
       etlctl logs run_20240501T101500Z_ab12cd --follow
+
+      etlctl logs run_20240501T101500Z_ab12cd --json | jq -r '.lines[]'
     """
     store = app_state(ctx).store
     run = store.read().get_run(run_id)
     if follow:
         for run in launcher.watch_run(store, run_id):
-            if not run.status.finished:
+            if not run.status.finished and not as_json:
                 typer.echo(views.progress_line(run))
     if not run.log_path or not Path(run.log_path).exists():
         raise NotFoundError(
@@ -206,6 +215,9 @@ def logs(
             hint=f"runs that never started (skipped, failed up front) have none; "
             f"see: etlctl runs show {run_id}",
         )
+    if as_json:
+        _print_log_json(run.id, run.log_path, tail_lines)
+        return
     if tail_lines:
         for line in views.log_tail(run.log_path, tail_lines):
             typer.echo(line)
@@ -213,6 +225,21 @@ def logs(
     with open(run.log_path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             typer.echo(line, nl=False)
+
+
+def _print_log_json(run_id: str, log_path: str, tail_lines: int | None) -> None:
+    """One JSON object, written line by line: a long log is never held whole in memory."""
+    head = json.dumps({"run_id": run_id, "log_path": log_path})[:-1]
+    typer.echo(head + ', "lines": [', nl=False)
+    with open(log_path, encoding="utf-8", errors="replace") as handle:
+        lines = (
+            views.log_tail(log_path, tail_lines)
+            if tail_lines
+            else (line.rstrip("\n") for line in handle)
+        )
+        for index, line in enumerate(lines):
+            typer.echo(("," if index else "") + "\n  " + json.dumps(line), nl=False)
+    typer.echo("\n]}")
 
 
 @app.command(
