@@ -109,7 +109,7 @@ def test_unreadable_store_is_refused(tmp_path):
     # A directory where the file should be: unreadable even for root, who ignores modes.
     path = tmp_path / "store.json"
     path.mkdir()
-    with pytest.raises(StoreError, match="cannot read the store"):
+    with pytest.raises(StoreError, match="is a directory, not a file"):
         Store(path).read()
 
 
