@@ -13,12 +13,13 @@ from etlctl.cli.main import app
 from etlctl.models import Run, RunStatus
 from etlctl.store import Store
 
-# Commands that change something (the store, targets, crontab, images) or serve. Every other
+# Commands that change something (the store, targets, crontab, images), send or serve. Every other
 # command is a read command and must take --json.
 CHANGING = {
     "serve",
     "source remove", "loader remove", "connection remove", "connection reset",
     "settings set", "settings unset",
+    "alerts set", "alerts remove", "alerts check",  # check sends the alerts that are due
 }
 
 
