@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,12 @@ from typing import IO, Any
 import connectors
 from connectors import __version__, image_tag
 from connectors.registry import ConnectorInfo, all_connectors
-from etlctl.errors import NotFoundError, ServiceUnavailableError, ValidationError
+from etlctl.errors import (
+    ImageMissingError,
+    NotFoundError,
+    ServiceUnavailableError,
+    ValidationError,
+)
 
 Progress = Callable[[str], None]
 
@@ -299,6 +305,7 @@ def build_images(types: list[str] | None, base_image: str | None, progress: Prog
     if missing:
         raise NotFoundError(f"missing Dockerfiles in {dockerfiles}: {', '.join(missing)}")
     DockerRuntime().preflight()
+    _require_local_base_image(base_image or default_base_image(dockerfiles))
 
     requirements = requirements_text()
     wheelhouse = ensure_wheelhouse(requirements, progress)
@@ -326,6 +333,28 @@ def build_images(types: list[str] | None, base_image: str | None, progress: Prog
         )
         built.append(info.image)
     return built
+
+
+def default_base_image(dockerfiles: Path) -> str:
+    """The ``ARG BASE_IMAGE=...`` default of runtime.Dockerfile."""
+    text = (dockerfiles / RUNTIME_DOCKERFILE).read_text(encoding="utf-8")
+    found = re.search(r"^ARG BASE_IMAGE=(\S+)", text, re.MULTILINE)
+    if found is None:
+        raise NotFoundError(f"{RUNTIME_DOCKERFILE} declares no default BASE_IMAGE")
+    return found.group(1)
+
+
+def _require_local_base_image(base_image: str) -> None:
+    """The builder never pulls: a missing base image would make Docker ask a registry for it
+    anyway (and fail slowly, or offline). Refuse it before the build, exit 6."""
+    from etlctl.runtime.docker import image_details
+
+    if image_details(base_image) is None:
+        raise ImageMissingError(
+            f"base image {base_image} is not on this Docker engine, and etlctl never pulls",
+            hint=f"docker pull {base_image} (with a registry), or build one without: "
+            "scripts/build-base-image.sh, then --base-image etlctl/base-python:3.11-bookworm",
+        )
 
 
 def list_images() -> list[ImageStatus]:

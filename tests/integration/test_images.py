@@ -95,3 +95,19 @@ def test_an_unknown_type_is_a_usage_error():
         images.select_connectors(["nope"])
     assert {i.role for i in images.select_connectors(["csv"])} == {"extractor", "loader"}
     assert [i.role for i in images.select_connectors(["loader-csv"])] == ["loader"]
+
+
+def test_a_missing_base_image_is_a_clear_error_before_any_build(connector_images):
+    """The builder never pulls: a base image that is not on the engine is refused with exit 6
+    before the build starts (Docker would otherwise ask a registry for it), nothing rebuilt."""
+    from etlctl.cli.main import app
+
+    before = docker_json("image", "inspect", images.runtime_image())[0]["Id"]
+    missing = "etlctl-test/no-such-base:0"
+    result = CliRunner().invoke(app, ["images", "build", "--base-image", missing, "csv"])
+    assert result.exit_code == 6, result.output
+    assert result.stderr.splitlines()[0] == (
+        f"error: base image {missing} is not on this Docker engine, and etlctl never pulls"
+    )
+    assert "Traceback" not in result.output and "pull access" not in result.output
+    assert docker_json("image", "inspect", images.runtime_image())[0]["Id"] == before
