@@ -1,4 +1,4 @@
-"""Throughput of a CSV -> SQLite sync, against a plain single-process typed copy.
+"""Throughput of a CSV -> SQLite (or PostgreSQL) sync, against a plain one-process copy.
 
 Generates a deterministic CSV (id, updated_at, name, email, amount, country, active), then
 in one run times:
@@ -8,12 +8,17 @@ in one run times:
 * a plain Python copy that types values the same way (csv.reader -> int/float/bool ->
   sqlite3 executemany, one transaction),
 
-and prints rows/s, each sync's ratio to the plain copy, the peak memory of each connector
+With ``--loader postgres`` the target is a table of a PostgreSQL database (``--pg-*``
+options; the database is created when missing) and the reference is ``psql \\copy`` of the
+same file into a table of the same column types.
+
+It prints rows/s, each sync's ratio to the reference copy, the peak memory of each connector
 container (its resident memory from the cgroup, sampled every 0.1 s while it runs) and the
 wall time of a 10-row sync. Each figure is the median of ``--repeat`` rounds. A benchmark,
 not a test: it prints figures and never fails on them.
 
 Usage: .venv/bin/python bench/sync_throughput.py [--rows 1000000] [--skip-local] [--repeat 3]
+           [--loader sqlite|postgres] [--pg-host 127.0.0.1] [--pg-password postgres] ...
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import argparse
 import csv
 import glob
 import json
+import os
 import random
 import sqlite3
 import statistics
@@ -30,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ETLCTL = [sys.executable, "-m", "etlctl"]
@@ -78,6 +85,50 @@ def plain_copy(source: Path, target: Path) -> float:
         db.executemany("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
     db.commit()
     db.close()
+    return time.perf_counter() - started
+
+
+PG_COLUMNS = (
+    "id bigint, updated_at timestamptz, name text, email text, amount double precision, "
+    "country text, active boolean"
+)
+
+
+@dataclass(frozen=True)
+class PgTarget:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    def loader_config(self) -> list[str]:
+        return [
+            f"host={self.host}", f"port={self.port}", f"user={self.user}",
+            f"password={self.password}", f"dbname={self.dbname}", "sslmode=disable",
+        ]
+
+    def psql(self, *commands: str, dbname: str | None = None) -> None:
+        arguments = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.host,
+                     "-p", str(self.port), "-U", self.user, "-d", dbname or self.dbname]
+        for command in commands:
+            arguments += ["-c", command]
+        subprocess.run(arguments, check=True, capture_output=True,
+                       env={**os.environ, "PGPASSWORD": self.password})
+
+    def ensure_database(self) -> None:
+        try:
+            self.psql(f'CREATE DATABASE "{self.dbname}"', dbname="postgres")
+        except subprocess.CalledProcessError as exc:
+            if b"already exists" not in exc.stderr:
+                raise
+
+
+def psql_copy(source: Path, target: PgTarget) -> float:
+    """The PostgreSQL reference: `psql \\copy` of the file into a fresh typed table."""
+    target.psql("DROP TABLE IF EXISTS psql_copy", f"CREATE TABLE psql_copy ({PG_COLUMNS})")
+    started = time.perf_counter()
+    target.psql(f"\\copy psql_copy FROM '{source}' WITH (FORMAT csv, HEADER true)")
     return time.perf_counter() - started
 
 
@@ -153,20 +204,18 @@ def etlctl(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*ETLCTL, "--store", str(store), *args], capture_output=True, text=True)
 
 
-def register(store: Path, name: str, source: Path, target: Path) -> None:
+def register(
+    store: Path, name: str, source: Path, target: Path, postgres: PgTarget | None = None
+) -> None:
+    if postgres is None:
+        loader = ["--type", "sqlite", "--config", f"path={target}", "--config", "table=users"]
+    else:
+        loader = ["--type", "postgres", "--config", f"table={name.replace('-', '_')}"]
+        for setting in postgres.loader_config():
+            loader += ["--config", setting]
     for args in (
         ("source", "add", f"{name}-src", "--type", "csv", "--config", f"path={source}"),
-        (
-            "loader",
-            "add",
-            f"{name}-dst",
-            "--type",
-            "sqlite",
-            "--config",
-            f"path={target}",
-            "--config",
-            "table=users",
-        ),
+        ("loader", "add", f"{name}-dst", *loader),
         ("connection", "add", name, "--source", f"{name}-src", "--loader", f"{name}-dst"),
     ):
         result = etlctl(store, *args)
@@ -192,7 +241,25 @@ def main() -> None:
         "--repeat", type=int, default=3,
         help="rounds (plain copy, then each sync); medians are reported (default: 3)",
     )
+    parser.add_argument("--loader", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--pg-host", default="127.0.0.1")
+    parser.add_argument("--pg-port", type=int, default=5432)
+    parser.add_argument("--pg-user", default="postgres")
+    parser.add_argument("--pg-password", default=os.environ.get("PGPASSWORD", "postgres"))
+    parser.add_argument("--pg-dbname", default="etlctl_bench")
     args = parser.parse_args()
+    postgres = None
+    if args.loader == "postgres":
+        postgres = PgTarget(args.pg_host, args.pg_port, args.pg_user, args.pg_password,
+                            args.pg_dbname)
+        postgres.ensure_database()
+
+    def reference_copy() -> float:
+        if postgres is not None:
+            return psql_copy(source, postgres)
+        return plain_copy(source, work / "plain.db")
+
+    reference = "psql \\copy" if postgres else "plain typed copy"
 
     work = Path(tempfile.mkdtemp(prefix="etlctl-bench-"))
     store = work / "store.json"
@@ -204,8 +271,8 @@ def main() -> None:
 
     runtimes = ["docker"] + ([] if args.skip_local else ["local"])
     for runtime in runtimes:
-        register(store, f"bench-{runtime}", source, work / f"{runtime}.db")
-    register(store, "bench-small", small, work / "small.db")
+        register(store, f"bench-{runtime}", source, work / f"{runtime}.db", postgres)
+    register(store, "bench-small", small, work / "small.db", postgres)
 
     # Rounds interleave the plain copy and the syncs, so that a machine busy for a while
     # slows them alike; the medians keep one unlucky round from deciding the figures.
@@ -214,8 +281,8 @@ def main() -> None:
     in_run: dict[str, list[float]] = {runtime: [] for runtime in runtimes}
     peaks: dict[str, dict[str, int]] = {runtime: {} for runtime in runtimes}
     for round_number in range(1, args.repeat + 1):
-        plain.append(plain_copy(source, work / "plain.db"))
-        line = [f"round {round_number}: plain {plain[-1]:.2f}s"]
+        plain.append(reference_copy())
+        line = [f"round {round_number}: {reference} {plain[-1]:.2f}s"]
         for runtime in runtimes:
             seconds, run, round_peaks = timed_sync(store, f"bench-{runtime}", runtime)
             loaded = run["records_loaded"]
@@ -229,7 +296,7 @@ def main() -> None:
 
     plain_rate = args.rows / statistics.median(plain)
     print(
-        f"plain typed copy:       {plain_rate:>10,.0f} rows/s  "
+        f"{reference + ':':<23} {plain_rate:>10,.0f} rows/s  "
         f"({statistics.median(plain):.2f}s, median of {args.repeat})"
     )
     for runtime in runtimes:
@@ -241,7 +308,7 @@ def main() -> None:
         )
         print(
             f"etlctl sync ({runtime:>6}): {rate:>10,.0f} rows/s  ({seconds:.2f}s wall, "
-            f"{rate / plain_rate:.2f}x plain; {run_rate:,.0f} rows/s between run start and "
+            f"{rate / plain_rate:.2f}x {reference}; {run_rate:,.0f} rows/s between run start and "
             f"end, {run_rate / plain_rate:.2f}x)"
             + (f"  peak memory: {memory}" if memory else "")
         )

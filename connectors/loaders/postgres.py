@@ -3,6 +3,8 @@
 * full_refresh COPYs into ``_etlctl_staging_<table>``, which replaces the table (DROP +
   RENAME) in the transaction of the last rows at END: a failed sync leaves the previous table
   whole, readers see the old table or the new one;
+* rows go in one text COPY per batch, formatted column by column (pg_copy_text), or row by
+  row through psycopg when a value needs its adaptation;
 * incremental appends with COPY; with a primary key (and always in dedup) each batch is
   COPYed into a temporary table and merged with ``INSERT ... SELECT DISTINCT ON (key) ...
   ON CONFLICT (key) DO UPDATE``, keeping the latest version by cursor when there is one, else
@@ -26,6 +28,7 @@ import psycopg
 from psycopg import sql
 
 from connectors.extractors.postgres import connect
+from connectors.loaders.pg_copy_text import format_batch
 from connectors.sdk import Column, ConfigError, ConnectorError, Loader, LoadMark, Schema
 from connectors.sdk.loader import STREAM_PLACEHOLDER, table_for
 
@@ -356,6 +359,8 @@ class PostgresLoader(Loader):
         """(index in the batch, row) with JSON values encoded; rows without a key rejected."""
         json_indexes = [i for i, name in enumerate(columns) if name in self.json_columns]
         key_indexes = [columns.index(k) for k in self.key if k in columns]
+        if not json_indexes and not key_indexes:
+            return list(enumerate(rows))
         dumps = orjson.dumps
         prepared = []
         for index, row in enumerate(rows):
@@ -387,8 +392,14 @@ class PostgresLoader(Loader):
         if self.skip:
             db.execute("SAVEPOINT etlctl_batch")
         try:
+            data = format_batch([row for _index, row in pending], len(columns))
             with db.cursor() as cursor, cursor.copy(statement) as copy:
-                for position, (_index, row) in enumerate(pending):
+                if data is not None:
+                    copy.write(data)
+                    pending_rows: list[tuple[int, list[Any]]] = []
+                else:
+                    pending_rows = pending
+                for position, (_index, row) in enumerate(pending_rows):
                     try:
                         copy.write_row(row)
                     except (psycopg.ProgrammingError, psycopg.DataError, TypeError,
