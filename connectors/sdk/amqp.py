@@ -23,6 +23,19 @@ from connectors.sdk.errors import ConnectorError, ProtocolError
 
 log = logging.getLogger("connectors.amqp")
 
+
+class _HandledNacks(logging.Filter):
+    """Drops pika's WARNING for each nacked publish: a full queue nacks by design
+    (backpressure), ``BrokerSession.publish`` resends and counts it, and the entrypoint logs
+    one summary line ("the data queue was full N times") instead of dozens of warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Message was Nack'ed by broker")
+
+
+_PIKA_PUBLISHER_LOG = logging.getLogger("pika.adapters.blocking_connection")
+_PIKA_PUBLISHER_LOG.addFilter(_HandledNacks())
+
 # pika reads its socket 4 KiB at a time and appends every read to its frame buffer (a copy
 # of the growing buffer each time): a 128 KiB frame took 32 reads and copies. Batches are
 # that large: read up to 1 MiB at once, and up to 4 MiB before pika turns to its timers.
