@@ -83,9 +83,22 @@ CONTAINER_POLL_SECONDS = 0.1
 EXIT_POLL_SECONDS = 0.02
 # After the loader ends, how long the extractor may take to finish on its own.
 PEER_GRACE_SECONDS = 30.0
-# The signals that cancel a sync like Ctrl-C: a closed terminal or a dropped ssh session
-# (SIGHUP) must clean up as surely as `kill` (SIGTERM).
-CANCELLING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# The signals that cancel a sync like Ctrl-C (SIGINT, KeyboardInterrupt): every catchable
+# signal whose default action ends the process. A closed terminal or a dropped ssh session
+# (SIGHUP) must clean up as surely as `kill` (SIGTERM), and so must Ctrl-\ (SIGQUIT), a stray
+# `kill -USR1` or a CPU limit (SIGXCPU). SIGPIPE is ignored by Python (a write raises).
+CANCELLING_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+    signal.SIGVTALRM,
+    signal.SIGPROF,
+    signal.SIGXCPU,
+    signal.SIGXFSZ,
+)
 
 
 @dataclass
