@@ -235,6 +235,9 @@ def _files_beside_the_store(etl: Etl) -> list[str]:
     return texts
 
 
+# Five syncs, a failing and a killed one, gc and some forty CLI commands: about 7 minutes on
+# a quiet 2-core machine, more when it is shared; the suite's 600 s would cut it short.
+@pytest.mark.timeout(1800)
 def test_secrets_never_leak_and_containers_are_unprivileged(
     etl: Etl,
     broker_users: dict[str, str],
