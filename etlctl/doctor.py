@@ -99,7 +99,7 @@ def diagnose(store: Store, options: DoctorOptions | None = None) -> Report:
     runtime = settings.chosen(stored, "runtime", options.runtime)
     network = settings.chosen(stored, "network", options.network)
     docker_up = False
-    if runtime == "docker":
+    if runtime in ("docker", "swarm"):
         docker = list(check_docker(network))
         report.findings += docker
         docker_up = not any(f.status is Status.ERROR for f in docker)
@@ -111,7 +111,7 @@ def diagnose(store: Store, options: DoctorOptions | None = None) -> Report:
     report.findings += check_rabbitmq(store, view, resolve_amqp_url(options.amqp_url, stored))
     report.findings += check_cron(store, view)
     if options.connectors and view is not None:
-        if runtime == "docker" and not docker_up:
+        if runtime in ("docker", "swarm") and not docker_up:
             report.findings.append(
                 warning("connectors", "not checked: the Docker engine does not answer")
             )

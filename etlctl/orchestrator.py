@@ -447,9 +447,8 @@ def run_sync(
     loader = _side(view.get("loader", connection.loader))
     runtime = get_runtime(options.runtime)
     runtime.preflight()
-    if options.runtime == "docker":
-        for side in (source, loader):
-            runtime.ensure_image(side.image)
+    for side in (source, loader):
+        runtime.ensure_image(side.image)  # the local runtime needs none
     mounts = {"extractor": mounts_for(source), "loader": mounts_for(loader)}
     amqp_url = resolve_amqp_url(options.amqp_url, view.settings())
     catalog.remember_secrets({"url": amqp_url}, None)
@@ -797,8 +796,7 @@ def _run_command(
     """Run a connector's one-shot command (check, discover) with its real config."""
     runtime = get_runtime(runtime_name)
     runtime.preflight()
-    if runtime_name == "docker":
-        runtime.ensure_image(side.image)
+    runtime.ensure_image(side.image)  # the local runtime needs none
     name = side.obj.name
     work_dir = new_check_files_dir(store)
     try:

@@ -18,7 +18,8 @@ def runtime_option() -> Any:
     return typer.Option(
         None,
         "--runtime",
-        help="docker or local (subprocesses, no Docker); default: the runtime setting, docker.",
+        help="docker, swarm (one-shot Swarm services, docs/scale-out.md) or local (subprocesses, "
+        "no Docker); default: the runtime setting, docker.",
         show_default=False,
     )
 
