@@ -22,7 +22,9 @@ from connectors import image_tag
 
 ROLES = ("extractor", "loader")
 ALL_MODES = ("full_refresh", "incremental", "dedup")
-COLUMN_TYPES = ("integer", "number", "boolean", "string", "date", "timestamp", "json")
+COLUMN_TYPES = (
+    "integer", "number", "decimal", "boolean", "string", "date", "timestamp", "json"
+)
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 

@@ -32,6 +32,7 @@ import requests
 
 from connectors.extractors.http_session import OriginBoundSession, credentials_of
 from connectors.sdk import ConfigError, ConnectorError, Extractor, ReadProgress, RecordStream
+from connectors.sdk.values import big_number_in, loads_exact
 
 log = logging.getLogger("connectors.http")
 
@@ -97,6 +98,7 @@ class Page:
     records: list[Any]
     body: Any
     response: requests.Response
+    exact: bool = False  # parsed by the exact (slow) path: may hold Decimal and big integers
 
 
 def request_key(request: PageRequest) -> str:
@@ -194,7 +196,17 @@ class HttpExtractor(Extractor):
                 self.records_expected = self._reported_total(page)
             self.records_read += len(page.records)
             for index, record in enumerate(page.records):
-                if isinstance(record, dict):
+                nested = page.exact and isinstance(record, dict) and big_number_in(
+                    [v for v in record.values() if isinstance(v, dict | list)]
+                )
+                if nested:
+                    out.reject(
+                        f"the number {nested} inside a JSON value cannot be kept exactly "
+                        "(nested numbers travel as 64-bit floats and integers)",
+                        {"page": page.number, "record": index + 1},
+                        raw=None,
+                    )
+                elif isinstance(record, dict):
                     out.write_record(record)
                 else:
                     out.reject(
@@ -293,14 +305,16 @@ class HttpExtractor(Extractor):
         self.page_number = number
         response = self._get_with_retries(request, number)
         try:
-            body = response.json()
+            # Not response.json(): it makes floats of numbers a float cannot hold (1e400 is
+            # inf, then null) and accepts NaN. Numbers are kept exactly (Decimal) instead.
+            body, exact = loads_exact(response.content)
         except ValueError:
             kind = response.headers.get("Content-Type", "?")
             raise ConnectorError(
                 f"page {number} ({without_query(response.url)}) is not JSON ({kind})",
                 {"page": number},
             ) from None
-        return Page(number, response.url, self._records_of(body, number), body, response)
+        return Page(number, response.url, self._records_of(body, number), body, response, exact)
 
     def _records_of(self, body: Any, number: int) -> list[Any]:
         path = self.config["records_path"]

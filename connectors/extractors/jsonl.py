@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import IO, Any
 
 import orjson
 
 from connectors.extractors.files import BytesRead, check_readable, matching_files
 from connectors.sdk import ConnectorError, Extractor, ReadProgress, RecordStream
+from connectors.sdk.values import big_number_in, exact_json_decoder, loads_exact
 
 CHUNK_CHARACTERS = 1 << 20  # read a JSON array 1 Mi characters at a time
 _WHITESPACE = " \t\n\r"
@@ -49,7 +51,7 @@ class JsonArrayReader:
         self.pos = 0
         self.eof = False
         self.line = 1  # line of self.pos
-        self.decoder = json.JSONDecoder()
+        self.decoder = exact_json_decoder()
 
     def elements(self) -> Iterator[Element]:
         if self._next_significant() != "[":
@@ -84,6 +86,8 @@ class JsonArrayReader:
                     raise ConnectorError(f"invalid JSON: {exc.msg}", self.position()) from None
                 self._read_more(grow=True)
                 continue
+            except ValueError as exc:  # NaN or Infinity: not JSON
+                raise ConnectorError(f"invalid JSON: {exc}", self.position()) from None
             if not self.eof and self._may_go_on(value, end):
                 self._read_more(grow=True)
                 continue
@@ -94,7 +98,7 @@ class JsonArrayReader:
     def _may_go_on(self, value: Any, end: int) -> bool:
         """A number cut by the end of the buffer ("12" of "123", "-0" of "-0.5") parses
         too: it is complete only once a character that cannot be part of it follows."""
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
             return False
         return not self.buffer[end:].lstrip(_NUMBER_CHARACTERS)
 
@@ -184,15 +188,16 @@ class JsonlExtractor(Extractor):
             raise ConnectorError(f"cannot open {path}: {exc.strerror}") from None
 
     def _read_lines(self, handle: IO[str], out: RecordStream) -> None:
-        loads = orjson.loads
         try:
             for self.line, text in enumerate(handle, 1):
                 if not text.strip():
                     continue
                 try:
-                    record = loads(text)
+                    record, exactly = loads_exact(text)
                 except orjson.JSONDecodeError as exc:
                     out.reject(f"invalid JSON: {exc}", self.position(), raw=text.rstrip("\r\n"))
+                    continue
+                if exactly and self._nested_big_number(record, out, text):
                     continue
                 self._write(record, out, text)
         except UnicodeDecodeError as exc:
@@ -204,10 +209,29 @@ class JsonlExtractor(Extractor):
         try:
             for element in reader.elements():
                 self.line = element.line
+                if self._nested_big_number(element.value, out, element.text):
+                    continue
                 self._write(element.value, out, element.text)
         except UnicodeDecodeError as exc:
             raise ConnectorError(f"not {self.config['encoding']} text: {exc.reason}",
                                  reader.position()) from None
+
+    def _nested_big_number(self, record: Any, out: RecordStream, text: str) -> bool:
+        """A number that JSON values on the protocol cannot carry exactly, inside a nested
+        value, is a bad record (a top-level one makes its column decimal)."""
+        if not isinstance(record, dict):
+            return False
+        for name, value in record.items():
+            if isinstance(value, dict | list):
+                found = big_number_in(value)
+                if found is not None:
+                    out.reject(
+                        f"field {name!r}: the number {found} inside a JSON value cannot be "
+                        "kept exactly (nested numbers travel as 64-bit floats and integers)",
+                        self.position(), raw=text.rstrip("\r\n"),
+                    )
+                    return True
+        return False
 
     def _write(self, record: Any, out: RecordStream, text: str) -> None:
         if isinstance(record, dict):

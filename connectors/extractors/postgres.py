@@ -17,12 +17,14 @@ of it) makes one stream per table, each read with its own mode, cursor and state
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+import psycopg.types.json
 from psycopg import sql
 
 from connectors.sdk import (
@@ -34,6 +36,8 @@ from connectors.sdk import (
     RecordStream,
     StreamInfo,
 )
+from connectors.sdk.values import big_number_in, float_holds, loads_exact
+from connectors.sdk.wire import printable, spelling_of
 
 log = logging.getLogger("connectors.postgres")
 
@@ -44,10 +48,11 @@ SMALL_TABLE_ROWS = 100_000
 COUNT_BUDGET_MS = 1000
 # Type OIDs (pg_type) of the built-in types, by protocol column type.
 INTEGER_OIDS = {20, 21, 23, 26}  # int8, int2, int4, oid
-NUMBER_OIDS = {700, 701, 1700}  # float4, float8, numeric
+NUMBER_OIDS = {700, 701}  # float4, float8
 TYPE_OIDS: dict[int, str] = {
     **dict.fromkeys(INTEGER_OIDS, "integer"),
     **dict.fromkeys(NUMBER_OIDS, "number"),
+    1700: "decimal",  # numeric: exact, any precision
     16: "boolean",
     25: "string", 1043: "string", 1042: "string", 19: "string",  # text, varchar, bpchar, name
     1082: "date",
@@ -86,11 +91,14 @@ def connect(config: dict[str, Any], autocommit: bool = False) -> psycopg.Connect
             reason = reason.replace(secret, "***")
         raise ConnectorError(f"cannot connect to PostgreSQL as {where}: {reason}") from None
     connection.execute("SET TIME ZONE 'UTC'")
+    # psycopg's json.loads would round long numbers in json/jsonb values and make floats of
+    # 1e400: parse them exactly (and refuse what cannot travel, see _checked_json).
+    psycopg.types.json.set_json_loads(_load_json, connection)
     return connection
 
 
-def _number(value: Any) -> Any:
-    return float(value) if isinstance(value, Decimal) else value
+def _decimal(value: Decimal) -> str:
+    return str(value) if value.is_finite() else spelling_of(value)
 
 
 def _iso(value: Any) -> Any:
@@ -106,25 +114,54 @@ def _text(value: Any) -> str:
 
 
 def _json_value(value: Any) -> Any:
-    """Arrays of any element type arrive as lists; make their elements JSON values."""
+    """Arrays of any element type arrive as lists; make their elements JSON values. A number
+    JSON cannot carry exactly (NaN, 1e400 in a numeric[]) is a ValueError: a bad record."""
     if isinstance(value, list):
         return [_json_value(item) for item in value]
     if isinstance(value, Decimal):
-        return float(value)
+        converted = float(value)
+        if not (value.is_finite() and float_holds(str(value), converted)):
+            raise ValueError(f"the number {value} cannot be kept exactly inside a JSON value")
+        return converted
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{spelling_of(value)} cannot be kept inside a JSON value")
     if isinstance(value, date | datetime | time):
         return value.isoformat()
+    return value
+
+
+class _InexactJson:
+    """A json/jsonb value holding a number JSON values cannot carry exactly on the wire."""
+
+    def __init__(self, found: str) -> None:
+        self.found = found
+
+
+def _load_json(data: bytes | str) -> Any:
+    value, exactly = loads_exact(data)
+    if exactly:
+        found = big_number_in([value])
+        if found is not None:
+            return _InexactJson(found)
+    return value
+
+
+def _checked_json(value: Any) -> Any:
+    if isinstance(value, _InexactJson):
+        raise ValueError(f"the number {value.found} cannot be kept exactly inside a JSON value")
     return value
 
 
 # What each column type needs done to psycopg's Python values (None: nothing).
 CONVERTERS: dict[str, Converter | None] = {
     "integer": None,
-    "number": _number,
+    "number": None,  # NaN and infinities travel as such (connectors.sdk.wire)
+    "decimal": _decimal,
     "boolean": None,
     "string": None,
     "date": _iso,
     "timestamp": _iso,
-    "json": None,  # json/jsonb arrive decoded by psycopg
+    "json": _checked_json,  # json/jsonb arrive decoded by psycopg (with loads_exact)
 }
 
 
@@ -270,7 +307,7 @@ class PostgresExtractor(Extractor):
                                      self.position()) from None
             if not chunk:
                 break
-            out.write_rows(self._convert(chunk, active))
+            out.write_rows(self._convert(chunk, active, columns, self.rows_read, out))
             self.rows_read += len(chunk)
         cursor.close()
         self.connection.rollback()  # read-only: nothing to commit
@@ -346,16 +383,30 @@ class PostgresExtractor(Extractor):
             return {row[0] for row in lookup.fetchall()}
 
     @staticmethod
-    def _convert(chunk: list[tuple[Any, ...]], active: list[tuple[int, Converter]]) -> list[Any]:
+    def _convert(
+        chunk: list[tuple[Any, ...]],
+        active: list[tuple[int, Converter]],
+        columns: list[Column],
+        rows_before: int,
+        out: RecordStream,
+    ) -> list[Any]:
         if not active:
             return chunk
         rows = []
-        for raw in chunk:
+        for offset, raw in enumerate(chunk):
             row = list(raw)
-            for index, convert in active:
-                value = row[index]
-                if value is not None:
-                    row[index] = convert(value)
+            try:
+                for index, convert in active:
+                    value = row[index]
+                    if value is not None:
+                        row[index] = convert(value)
+            except ValueError as exc:
+                out.reject(
+                    f"column {columns[index].name!r}: {exc}",
+                    {"row": rows_before + offset + 1},
+                    raw={c.name: printable(v) for c, v in zip(columns, raw, strict=True)},
+                )
+                continue
             rows.append(row)
         return rows
 

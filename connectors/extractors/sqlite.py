@@ -16,6 +16,7 @@ stream per table, each read with its own mode, cursor and state.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import time
@@ -34,7 +35,8 @@ from connectors.sdk import (
     RecordStream,
     StreamInfo,
 )
-from connectors.sdk.values import json_type_of, merge_types
+from connectors.sdk.values import json_type_of, merge_types, parse_decimal, parse_json
+from connectors.sdk.wire import spelling_of
 
 Converter = Callable[[Any], Any]
 # count(*) of what a sync reads, for the percentage shown: given up past this (a huge table,
@@ -55,9 +57,11 @@ def type_of_declaration(declared: str) -> str | None:
     upper = declared.upper()
     if "INT" in upper:
         return "integer"
+    if "DECIMAL" in upper or "NUMERIC" in upper:
+        return "decimal"  # exact (DECIMAL_TEXT is what the sqlite loader makes of decimal)
     if any(word in upper for word in ("CHAR", "CLOB", "TEXT")):
         return "string"
-    if any(word in upper for word in ("REAL", "FLOA", "DOUB", "DECIMAL", "NUMERIC")):
+    if any(word in upper for word in ("REAL", "FLOA", "DOUB")):
         return "number"
     if "BOOL" in upper:
         return "boolean"
@@ -79,9 +83,24 @@ def _as_integer(value: Any) -> int:
 
 
 def _as_number(value: Any) -> float:
-    if type(value) in (int, float):
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        if float(value) != value:
+            raise ValueError("a 64-bit float cannot hold it exactly: declare the column DECIMAL")
         return float(value)
     raise ValueError(f"{value!r} is not a number")
+
+
+def _as_decimal(value: Any) -> str:
+    """Exact decimal text: an INTEGER as it is, a REAL as its shortest repr, TEXT checked."""
+    if type(value) is int:
+        return str(value)
+    if type(value) is float:
+        return repr(value) if math.isfinite(value) else spelling_of(value)
+    if isinstance(value, str):
+        return parse_decimal(value)
+    raise ValueError(f"{value!r} is not a decimal number")
 
 
 def _as_boolean(value: Any) -> bool:
@@ -116,13 +135,14 @@ def _as_timestamp(value: Any) -> str:
 
 def _as_json(value: Any) -> Any:
     if isinstance(value, str):
-        return orjson.loads(value)
+        return parse_json(value)  # numbers kept exactly, or a ValueError
     return value  # a number stored in a JSON column is a JSON number
 
 
 CONVERTERS: dict[str, Converter] = {
     "integer": _as_integer,
     "number": _as_number,
+    "decimal": _as_decimal,
     "boolean": _as_boolean,
     "string": _as_string,
     "date": _as_date,

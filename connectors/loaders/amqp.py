@@ -21,6 +21,7 @@ import pika
 import pika.exceptions
 
 from connectors.sdk import ConfigError, ConnectorError, Loader, LoadMark, Schema
+from connectors.sdk.wire import json_numbers
 
 PERSISTENT = pika.DeliveryMode.Persistent
 
@@ -44,6 +45,7 @@ def broker_parameters(config: dict[str, Any]) -> pika.URLParameters:
 
 class AmqpLoader(Loader):
     modes = ("full_refresh", "incremental")
+    target_name = "a JSON message"  # no NaN or infinities (Loader.non_finite)
 
     def __init__(self, config: dict[str, Any], context: Any) -> None:
         super().__init__(config, context)
@@ -76,9 +78,11 @@ class AmqpLoader(Loader):
 
     def write_batch(self, columns: list[str], rows: list[list[Any]]) -> None:
         offset = self.batch_rejects.offset
+        rows = json_numbers(self.column_types(), columns, rows)
         for index, row in enumerate(rows):
             body = orjson.dumps(dict(zip(columns, row, strict=True)))
-            self._publish(body, f"{self.context.run_id}:{offset + index + 1}")
+            number = (kept[index] if (kept := self.batch_rejects.kept) else index) + 1
+            self._publish(body, f"{self.context.run_id}:{offset + number}")
         # Confirms are synchronous: every basic_publish above returned after the broker's ack.
 
     def commit(self, mark: LoadMark) -> None:

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from typing import Any
 
 import orjson
 
 from connectors.loaders.files import FileLoader
 from connectors.sdk import Column, ConnectorError
+from connectors.sdk.values import NON_FINITE
+from connectors.sdk.wire import spelling_of
 
 
 def _text(value: Any) -> Any:
@@ -21,11 +24,14 @@ def _text(value: Any) -> Any:
         return "false"
     if isinstance(value, dict | list):
         return orjson.dumps(value).decode()
+    if value.__class__ is float and not math.isfinite(value):
+        return spelling_of(value)  # NaN, Infinity, -Infinity: what the csv extractor reads
     return value
 
 
 class CsvLoader(FileLoader):
     modes = ("full_refresh", "incremental")
+    non_finite = {kind: NON_FINITE for kind in ("number", "decimal")}  # text holds them
 
     def __init__(self, config: dict[str, Any], context: Any) -> None:
         super().__init__(config, context)

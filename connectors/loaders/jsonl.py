@@ -17,9 +17,12 @@ import orjson
 
 from connectors.loaders.files import FileLoader, fsync_directory
 from connectors.sdk import ConfigError
+from connectors.sdk.wire import json_numbers
 
 
 class JsonlLoader(FileLoader):
+    target_name = "JSON"  # no NaN or infinities (Loader.non_finite): those are bad records
+
     def __init__(self, config: dict[str, Any], context: Any) -> None:
         super().__init__(config, context)
         self.key = list(context.sync.primary_key)
@@ -29,6 +32,7 @@ class JsonlLoader(FileLoader):
 
     def encode(self, columns: list[str], rows: list[list[Any]]) -> bytes:
         dumps = orjson.dumps
+        rows = json_numbers(self.column_types(), columns, rows)
         lines = [dumps(dict(zip(columns, row, strict=True))) for row in rows]
         lines.append(b"")
         return b"\n".join(lines)

@@ -41,7 +41,10 @@ SQL_TYPES = {
     # Timestamps without an offset are read as UTC (the session's time zone).
     "timestamp": "TIMESTAMPTZ",
     "json": "JSONB",
+    "decimal": "NUMERIC",  # exact, any precision; NaN and (PostgreSQL 14+) infinities too
 }
+# Existing column types that would round values of a source column type (silently).
+ROUNDING_TYPES = {"decimal": {"float4", "float8"}, "number": {"float4"}}
 LOADS_TABLE = "_etlctl_loads"
 STAGING_PREFIX = "_etlctl_staging_"
 BATCH_TABLE = "_etlctl_batch"
@@ -59,6 +62,13 @@ class _BadRow(Exception):
 
 
 class PostgresLoader(Loader):
+    # double precision and numeric store NaN and infinities (numeric's since PostgreSQL 14:
+    # on an older server COPY refuses them, a bad record naming the column).
+    non_finite = {
+        kind: frozenset({"NaN", "Infinity", "-Infinity"}) for kind in ("number", "decimal")
+    }
+    target_name = "PostgreSQL"
+
     def __init__(self, config: dict[str, Any], context: Any) -> None:
         super().__init__(config, context)
         self.schema_name: str = config["schema"]
@@ -114,6 +124,7 @@ class PostgresLoader(Loader):
             # A staging table left by a failed earlier run is stale: start it afresh.
             db.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._name(self.write_table)))
         if self._existing_columns():
+            self._refuse_rounding_columns(schema.columns)
             self._add_missing_columns(schema.columns)
         else:
             self._create_table(schema.columns)
@@ -256,6 +267,17 @@ class PostgresLoader(Loader):
                 self._name(self.write_table), sql.SQL(", ").join(definitions)
             )
         )
+
+    def _refuse_rounding_columns(self, columns: Sequence[Column]) -> None:
+        existing = self._existing_columns()
+        for column in columns:
+            found = existing.get(column.name)
+            if found in ROUNDING_TYPES.get(column.type, ()):
+                raise ConnectorError(
+                    f"column {column.name!r} of {self.schema_name}.{self.write_table} is "
+                    f"{found}, which would round the source's {column.type} values: run a "
+                    f"full_refresh (the column becomes {SQL_TYPES[column.type]}) or ALTER it"
+                )
 
     def _add_missing_columns(self, columns: Sequence[Column]) -> None:
         existing = self._existing_columns()

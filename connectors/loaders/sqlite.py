@@ -41,7 +41,11 @@ SQL_TYPES = {
     "date": "TEXT",
     "timestamp": "TEXT",
     "json": "TEXT",
+    # SQLite has no exact decimal type: NUMERIC affinity would round 12345678901234567890 to
+    # a REAL. The text keeps every digit; the name says what it holds (TEXT affinity).
+    "decimal": "DECIMAL_TEXT",
 }
+ALL_NON_FINITE = frozenset({"NaN", "Infinity", "-Infinity"})
 LOADS_TABLE = "_etlctl_loads"
 # What apsw raises for a row it cannot store: a value it cannot bind (TypeError: a dict in a
 # non-JSON column), an integer beyond 64 bits, a constraint of an existing table.
@@ -54,7 +58,25 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def affinity(declared: str) -> str:
+    """SQLite's column affinity of a declared type (https://sqlite.org/datatype3.html 3.1)."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return "INTEGER"
+    if any(word in upper for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in upper or not upper:
+        return "BLOB"
+    if any(word in upper for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
 class SqliteLoader(Loader):
+    # A REAL holds infinities; SQLite stores a NaN as NULL, so a NaN is a bad record.
+    non_finite = {"number": frozenset({"Infinity", "-Infinity"}), "decimal": ALL_NON_FINITE}
+    target_name = "SQLite"
+
     def __init__(self, config: dict[str, Any], context: Any) -> None:
         super().__init__(config, context)
         self.path: str = config["path"]
@@ -136,6 +158,7 @@ class SqliteLoader(Loader):
             # A staging table left by a failed earlier run is stale: start it afresh.
             db.execute(f"DROP TABLE IF EXISTS {quote(self.write_table)}")
         if self._existing_columns(self.write_table):
+            self._refuse_rounding_columns(schema.columns)
             self._add_missing_columns(schema.columns)
         else:
             db.execute(self._create_table_sql(self.write_table, schema.columns))
@@ -278,6 +301,24 @@ class SqliteLoader(Loader):
         if self.key:
             definitions.append(f"PRIMARY KEY ({', '.join(quote(k) for k in self.key)})")
         return f"CREATE TABLE IF NOT EXISTS {quote(table)} ({', '.join(definitions)})"
+
+    def _refuse_rounding_columns(self, columns: list[Column]) -> None:
+        """An existing column whose affinity would turn decimal text into a REAL (rounding
+        it) cannot take a decimal column of the source."""
+        rows = self._db().execute(f"PRAGMA table_info({quote(self.write_table)})").fetchall()
+        declared = {row[1]: row[2] or "" for row in rows}
+        for column in columns:
+            if (
+                column.type == "decimal"
+                and column.name in declared
+                and affinity(declared[column.name]) not in ("TEXT", "BLOB")
+            ):
+                raise ConnectorError(
+                    f"column {column.name!r} of table {self.write_table!r} is "
+                    f"{declared[column.name] or 'untyped'}, which would round the source's "
+                    "decimal values: run a full_refresh (the column becomes DECIMAL_TEXT) "
+                    "or change its type to TEXT"
+                )
 
     def _add_missing_columns(self, columns: list[Column]) -> None:
         existing = set(self._existing_columns(self.write_table))

@@ -47,7 +47,8 @@ from connectors.sdk.protocol import (
 )
 from connectors.sdk.rejects import Rejects
 from connectors.sdk.transform import Transform, TransformError, TransformPlan
-from connectors.sdk.values import json_type_of, merge_types
+from connectors.sdk.values import float_holds, json_type_of, merge_types
+from connectors.sdk.wire import encode_rows, printable
 
 log = logging.getLogger("connectors.extractor")
 
@@ -191,8 +192,11 @@ class RecordStream:
         self._pending: list[Any] = []
         self._target_rows = context.batch.max_records
         self._batches_since_checkpoint = 0
-        # Dict path: a sample buffered until the schema is inferred.
+        # Dict path: a sample buffered until the schema is inferred (with where each was).
         self._sample: list[dict[str, Any]] | None = []
+        self._sample_positions: list[Position | None] = []
+        self._positions: list[Position | None] | None = None  # of the rows being written
+        self._rows_written = 0  # rows given to write_rows, for the positions of bad ones
         self._index: dict[str, int] = {}
         self._source_names: list[str] = []
         # Incremental reading: the saved cursor, its boundary, the cursor to save next.
@@ -270,11 +274,15 @@ class RecordStream:
             return
         if self.schema is None:
             raise ConnectorError("write_rows() before declare()")
+        first = self._rows_written
+        self._rows_written += len(rows)
+        rows = self._exact_rows(self.source_columns, rows, first, self._positions)
         pending = self._pending
         if self._cursor is not None and self._cursor_index is not None:
             rows = self._cursor.track(rows, self._cursor_index, self._source_names)
         if self._plan is not None:
             rows = self._apply_transform(self._plan, rows)
+            rows = self._exact_rows(self.schema.columns, rows, None, None)
         if not pending and len(rows) == self._target_rows:
             self._publish_rows(rows)
         else:
@@ -284,6 +292,29 @@ class RecordStream:
                 del pending[: self._target_rows]
                 self._publish_rows(batch)
         self._checkpoint_if_due()
+
+    def _exact_rows(
+        self,
+        columns: list[Column],
+        rows: list[Any],
+        first: int | None,
+        positions: list[Position | None] | None,
+    ) -> list[Any]:
+        """Rows as they travel (connectors.sdk.wire); a value that cannot travel exactly (an
+        integer beyond 64 bits in an integer column, a NaN in a date...) is a bad record.
+        ``first``: how many rows came before these; ``positions``: where each row was read."""
+        given = rows
+        rows, bad = encode_rows(columns, rows)
+        for index, reason in bad:
+            if positions is not None and index < len(positions):
+                position = positions[index]
+            else:
+                position = dict(self.position() or {})
+                if first is not None:
+                    position["record"] = first + index + 1
+            raw = {c.name: printable(v) for c, v in zip(columns, given[index], strict=False)}
+            self.reject(reason, position, raw)
+        return rows
 
     def _apply_transform(self, plan: TransformPlan, rows: list[Any]) -> list[Any]:
         out = []
@@ -303,6 +334,7 @@ class RecordStream:
         """One record as a dict; the schema is inferred from the first records."""
         if self._sample is not None:
             self._sample.append(record)
+            self._sample_positions.append(self.position())
             if len(self._sample) >= INFERENCE_SAMPLE:
                 self._end_sampling()
             return
@@ -317,7 +349,13 @@ class RecordStream:
             return
         self._add_columns_of(sample)
         names = list(self._index)
-        self.write_rows([[record.get(name) for name in names] for record in sample])
+        # Row i of the sample is record i: bad ones get their position.
+        self._positions = self._sample_positions
+        try:
+            self.write_rows([[record.get(name) for name in names] for record in sample])
+        finally:
+            self._positions = None
+            self._sample_positions = []
 
     def _add_columns_of(self, records: list[dict[str, Any]]) -> None:
         types: dict[str, str | None] = {}
@@ -507,11 +545,15 @@ def extract(extractor: Extractor, publisher: Publisher) -> RunOutput:
 
 
 def _json_default(value: Any) -> Any:
-    """Types orjson does not serialize natively (Decimal from databases, bytes, sets)."""
+    """Types orjson does not serialize natively (Decimal inside JSON values, bytes, sets).
+    Columns' own values were made ready to travel by connectors.sdk.wire already."""
     from decimal import Decimal
 
     if isinstance(value, Decimal):
-        return float(value)
+        converted = float(value)
+        if float_holds(str(value), converted) and value.is_finite():
+            return converted
+        raise TypeError(f"the number {value} cannot be kept exactly inside a JSON value")
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
     if isinstance(value, set | frozenset):

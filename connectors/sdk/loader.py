@@ -31,6 +31,7 @@ from connectors.sdk.errors import ConfigError, ProtocolError, RecordError
 from connectors.sdk.faults import CRASH_AFTER_COMMIT_ENV, CRASH_EXIT_CODE, Faults
 from connectors.sdk.protocol import CHECKPOINT, END, RECORDS, SCHEMA, Column, Schema
 from connectors.sdk.rejects import Rejects
+from connectors.sdk.wire import SPECIAL_MARKERS, decode_rows
 
 log = logging.getLogger("connectors.loader")
 __all__ = ["CRASH_AFTER_COMMIT_ENV", "CRASH_EXIT_CODE", "LoadEngine", "LoadMark", "Loader"]
@@ -59,12 +60,16 @@ class BatchRejects:
         self.rejects = rejects
         self.offset = 0  # records of the run before this batch
         self.in_batch = 0
+        self.kept: list[int] | None = None  # index in the message of each row written
 
     def start_batch(self, offset: int) -> None:
         self.offset = offset
         self.in_batch = 0
+        self.kept = None
 
     def reject(self, reason: str, index: int, record: Any = None) -> None:
+        if self.kept is not None:
+            index = self.kept[index]
         position = {"row": self.offset + index + 1}
         if self.rejects is None:
             raise RecordError(reason, position, record)
@@ -96,6 +101,12 @@ class Loader:
 
     #: sync modes this loader supports; others are refused before anything is written
     modes: ClassVar[tuple[str, ...]] = ("full_refresh", "incremental", "dedup")
+    #: non-finite values ("NaN", "Infinity", "-Infinity") the target stores exactly, per
+    #: column type ("number", "decimal"); a row holding another one is a bad record (never a
+    #: silent NULL). number values arrive as floats, decimal values as strings.
+    non_finite: ClassVar[dict[str, frozenset[str]]] = {}
+    #: how errors name the target ("SQLite cannot store NaN ...")
+    target_name: ClassVar[str] = "this loader"
 
     def __init__(self, config: dict[str, Any], context: RunContext) -> None:
         self.config = config
@@ -132,6 +143,10 @@ class Loader:
         """Write one batch. A row the target refuses goes to ``reject`` (and is not
         written); the rest of the batch is written all the same."""
         raise NotImplementedError
+
+    def column_types(self) -> dict[str, str]:
+        """Column name -> type of the stream ({} after a restart that did not see SCHEMA)."""
+        return {c.name: c.type for c in self.schema.columns} if self.schema else {}
 
     def reject(self, reason: str, index: int, record: Any = None) -> None:
         """Row ``index`` of the batch being written cannot be stored: under ``on_error:
@@ -261,7 +276,7 @@ class LoadEngine:
         self.bytes += len(delivery.body)
         body = orjson.loads(delivery.body)
         if delivery.type == RECORDS:
-            self._on_records(body)
+            self._on_records(body, any(marker in delivery.body for marker in SPECIAL_MARKERS))
         elif delivery.type == SCHEMA:
             self._on_schema(Schema.from_json(body))
         elif delivery.type == CHECKPOINT:
@@ -329,15 +344,19 @@ class LoadEngine:
             writer.add_columns(added)
         writer.schema = Schema(schema.stream, current.columns + added, schema.key_properties)
 
-    def _on_records(self, body: dict[str, Any]) -> None:
+    def _on_records(self, body: dict[str, Any], special: bool = False) -> None:
+        """``special``: the body may hold NaN or an infinity (connectors.sdk.wire)."""
         columns = body["columns"]
         rows = body["rows"]
         stream = self._stream_of(body)
         writer = self._resumed_writer(stream, columns)
         rejects = self.loader.batch_rejects
         rejects.start_batch(self.received)
+        count = len(rows)
+        if special:
+            rows = self._decode_non_finite(writer, columns, rows, rejects)
         writer.write_batch(columns, rows)
-        self.received += len(rows)
+        self.received += count
         self.skipped += rejects.in_batch
         loaded = self._loaded_by_stream.get(stream, 0)
         self._loaded_by_stream[stream] = loaded + len(rows) - rejects.in_batch
@@ -346,6 +365,23 @@ class LoadEngine:
         if self._uncommitted_batches >= self.context.batch.commit_every:
             self._commit()
         self._report_progress()
+
+    @staticmethod
+    def _decode_non_finite(
+        writer: Loader, columns: list[str], rows: list[list[Any]], rejects: BatchRejects
+    ) -> list[list[Any]]:
+        """NaN and infinities back to floats; rows whose ones the target cannot store are
+        bad records (before the writer sees the batch)."""
+        decoded, bad = decode_rows(
+            writer.column_types(), columns, rows, writer.non_finite, writer.target_name
+        )
+        if not bad:
+            return decoded
+        refused = {index for index, _ in bad}
+        for index, reason in bad:
+            rejects.reject(reason, index, dict(zip(columns, rows[index], strict=False)))
+        rejects.kept = [index for index in range(len(rows)) if index not in refused]
+        return decoded
 
     def _mark(self) -> LoadMark:
         return LoadMark(seq=self._last_seq, records=self.received)

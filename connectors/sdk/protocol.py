@@ -27,7 +27,7 @@ CHECKPOINT = "CHECKPOINT"
 END = "END"
 
 COLUMN_TYPES = frozenset(
-    {"integer", "number", "boolean", "string", "date", "timestamp", "json"}
+    {"integer", "number", "decimal", "boolean", "string", "date", "timestamp", "json"}
 )
 MODES = frozenset({"full_refresh", "incremental", "dedup"})
 ON_ERROR = frozenset({"fail", "skip"})

@@ -9,7 +9,7 @@ A connection may declare::
         - "email is not null"
       select: [id, email, amount]   # or exclude: [internal_notes]
       rename: {amount: amount_gbp}
-      cast: {amount_gbp: number}    # integer, number, boolean, string, date, timestamp, json
+      cast: {amount_gbp: number}    # any column type (integer, number, decimal, string, ...)
       add: {source_system: crm}     # constant columns
 
 Steps run in that order (filter sees the source's column names). Conditions are parsed into
@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.sdk.protocol import COLUMN_TYPES, Column
-from connectors.sdk.values import json_type_of
+from connectors.sdk.values import json_type_of, parse_decimal, parse_number
+from connectors.sdk.wire import wire_value
 
 STEPS = ("filter", "select", "exclude", "rename", "cast", "add")
 _CONDITION = re.compile(
@@ -411,13 +412,31 @@ def _to_int(value: Any) -> int:
     return int(str(value).strip())
 
 
+def _to_number(value: Any) -> float:
+    """A float, or a ValueError when one cannot hold the value exactly (1e400, 2**60+1)."""
+    if isinstance(value, str):
+        return parse_number(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and float(value) != value:
+        raise ValueError(f"cannot cast {value!r} to number without losing digits")
+    return float(value)
+
+
+def _to_decimal(value: Any) -> str:
+    if isinstance(value, str):
+        return parse_decimal(value.strip())
+    if isinstance(value, bool):
+        raise ValueError(f"cannot cast {value!r} to decimal")
+    return wire_value(value, "decimal")
+
+
 def _to_text(value: Any) -> str:
     return json.dumps(value) if isinstance(value, dict | list) else str(value)
 
 
 CASTS: dict[str, Callable[[Any], Any]] = {
     "integer": _to_int,
-    "number": lambda value: float(value),
+    "number": _to_number,
+    "decimal": _to_decimal,
     "boolean": _to_bool,
     "string": _to_text,
     "date": lambda value: str(value)[:10],

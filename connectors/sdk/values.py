@@ -2,16 +2,25 @@
 
 Conversions work a column of a batch at a time: ``list(map(int, column))`` runs in C, so a
 clean column costs little; only a column that holds NULLs or a bad value falls back to a
-per-value path. Integers stay integers, dates and timestamps travel as ISO strings.
+per-value path. Dates and timestamps travel as ISO strings.
+
+Values are kept exactly or refused, never rounded (docs/connectors.md, "Types"): an
+``integer`` is 64 bits, a ``number`` a 64-bit float (the text must read back as the same
+number: ``1e400`` or 0.1000000000000000000001 do not), a ``decimal`` any decimal number,
+kept as the source wrote it. Inference picks ``decimal`` for a column whose numbers the first
+two cannot hold, and JSON is parsed so that such numbers become ``Decimal`` instead of floats.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -25,6 +34,21 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # Inference is stricter than conversion: "007" is an identifier, not the integer 7.
 _INTEGER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 _NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?\Z")
+# What a declared decimal column reads: PostgreSQL's numeric syntax without its whitespace.
+_DECIMAL_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
+# Non-finite values, by their spellings in text (any case, optional sign) -> the protocol's
+# spelling (the one of JavaScript, PostgreSQL and protobuf's JSON mapping).
+NAN, INFINITY, MINUS_INFINITY = "NaN", "Infinity", "-Infinity"
+NON_FINITE = frozenset({NAN, INFINITY, MINUS_INFINITY})
+_NON_FINITE_SPELLINGS = {
+    f"{sign}{word}": MINUS_INFINITY if sign == "-" and word != "nan" else (
+        NAN if word == "nan" else INFINITY)
+    for sign in ("", "+", "-")
+    for word in ("nan", "inf", "infinity")
+}
+# A float's shortest repr has at most 17 significant digits; text of at most 15 characters
+# without an exponent always reads back as the same number (DBL_DIG is 15).
+_ALWAYS_EXACT_LENGTH = 15
 _DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _TIMESTAMP_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
 
@@ -51,12 +75,153 @@ def parse_timestamp(text: str) -> str:
 def parse_integer(text: str) -> int:
     value = int(text)
     if not INT64_MIN <= value <= INT64_MAX:
-        raise ValueError(f"integer out of 64-bit range: {text!r}")
+        raise ValueError("beyond 64 bits: declare the column decimal to keep it exactly")
     return value
 
 
+def non_finite_spelling(text: str) -> str | None:
+    """NaN, Infinity or -Infinity when ``text`` spells one (nan, inf, -Infinity, ...)."""
+    return _NON_FINITE_SPELLINGS.get(text.strip().lower()) if len(text) <= 10 else None
+
+
+def float_holds(text: str, value: float) -> bool:
+    """True when ``value`` (float(text)) is the number ``text`` writes: its shortest repr
+    reads as the same decimal. ``1e400`` (infinite), ``1e-400`` (0.0) and numbers with more
+    digits than a double keeps are not held; a spelled NaN or Infinity is."""
+    if not math.isfinite(value):
+        return non_finite_spelling(text) is not None
+    try:
+        return Decimal(text.strip().replace("_", "")) == Decimal(repr(value))
+    except InvalidOperation:
+        return False
+
+
+def _maybe_not_held(text: str, value: float) -> bool:
+    return (
+        len(text) > _ALWAYS_EXACT_LENGTH
+        or "e" in text
+        or "E" in text
+        or not math.isfinite(value)
+    )
+
+
+def parse_number(text: str) -> float:
+    value = float(text)
+    if _maybe_not_held(text, value) and not float_holds(text, value):
+        raise ValueError("a 64-bit float cannot hold it exactly: declare the column decimal")
+    return value
+
+
+def parse_decimal(text: str) -> str:
+    """A decimal travels as the source wrote it (NaN and infinities in the protocol's
+    spelling), once it reads as one."""
+    if _DECIMAL_TEXT.match(text):
+        return text
+    special = non_finite_spelling(text)
+    if special is None:
+        raise ValueError("not a decimal number")
+    return special
+
+
+def _number_column(values: Sequence[str]) -> list[float]:
+    """float() in C; the exactness check only for values that may not be held: long ones,
+    ones with an exponent, and those that read as NaN or an infinity."""
+    converted = list(map(float, values))
+    joined = "".join(values)
+    if (
+        max(map(len, values), default=0) > _ALWAYS_EXACT_LENGTH
+        or not _finite_total(converted)
+        or "e" in joined
+        or "E" in joined
+    ):
+        for text, value in zip(values, converted, strict=True):
+            if not float_holds(text, value):
+                raise ValueError(f"{text!r} is not held exactly by a number")
+    return converted
+
+
+def _finite_total(values: Iterable[Any]) -> bool:
+    """True when no value is NaN or infinite (sum runs in C; an overflow only costs a
+    closer look)."""
+    try:
+        return math.isfinite(sum(filter(None, values)))
+    except (TypeError, OverflowError):
+        return False
+
+
 def parse_json(text: str) -> Any:
-    return orjson.loads(text)
+    value, exactly = loads_exact(text)
+    if exactly:
+        found = big_number_in([value])
+        if found is not None:
+            raise ValueError(f"the number {found} cannot be kept exactly inside a JSON value")
+    return value
+
+
+# --- JSON with exact numbers -----------------------------------------------------------------
+# Text where a number may be one that orjson cannot keep (it makes floats of integers beyond
+# 64 bits and rounds long fractions): long runs of digits, or an exponent.
+_MAYBE_INEXACT_TEXT = re.compile(r"[0-9][eE]|[0-9.]{16,}")
+_MAYBE_INEXACT_BYTES = re.compile(rb"[0-9][eE]|[0-9.]{16,}")
+
+
+def _exact_float(text: str) -> float | Decimal:
+    value = float(text)
+    return value if float_holds(text, value) else Decimal(text)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def exact_json_decoder() -> json.JSONDecoder:
+    """A JSON decoder that keeps numbers exactly (Decimal when a float cannot hold one) and
+    refuses NaN and Infinity (not JSON; the standard library would accept them)."""
+    return json.JSONDecoder(parse_float=_exact_float, parse_constant=_not_json)
+
+
+_decode_exactly = exact_json_decoder().decode
+
+
+def loads_exact(text: str | bytes) -> tuple[Any, bool]:
+    """Parse JSON keeping every number exactly: integers as int (any size), a number a float
+    cannot hold as Decimal. orjson parses (fast); the standard library again (slow, exact) only
+    text that may hold such a number. Returns the value and whether the slow path ran (only
+    then can it hold Decimal or integers beyond 64 bits). Raises orjson.JSONDecodeError."""
+    pattern = _MAYBE_INEXACT_BYTES if isinstance(text, bytes) else _MAYBE_INEXACT_TEXT
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        error: orjson.JSONDecodeError | None = exc  # 1e400 is infinite to orjson: try again
+    else:
+        if not pattern.search(text):
+            return value, False
+        error = None
+    try:
+        decoded = text.decode("utf-8-sig") if isinstance(text, bytes) else text
+        return _decode_exactly(decoded), True
+    except (ValueError, RecursionError):
+        if error is not None:
+            raise error from None
+        raise
+
+
+def big_number_in(value: Any) -> str | None:
+    """The first number inside ``value`` (nested in lists and objects) that JSON values on the
+    protocol cannot carry exactly: a Decimal, or an integer beyond 64 bits."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, Decimal) or (
+            isinstance(item, int) and not isinstance(item, bool)
+            and not INT64_MIN <= item <= INT64_MAX
+        ):
+            return str(item)
+    return None
 
 
 def _identity(text: str) -> str:
@@ -65,7 +230,8 @@ def _identity(text: str) -> str:
 
 TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "integer": int,  # the fast path; parse_integer checks the range in the slow path
-    "number": float,
+    "number": parse_number,
+    "decimal": parse_decimal,
     "boolean": parse_boolean,
     "date": parse_date,
     "timestamp": parse_timestamp,
@@ -122,6 +288,8 @@ def _fast_column(values: Sequence[str], kind: str, nulls: frozenset[str]) -> Seq
             if converted and not INT64_MIN <= min(converted) <= max(converted) <= INT64_MAX:
                 raise ValueError("integer out of 64-bit range")
             return converted
+        if kind == "number":
+            return _number_column(values)
         return list(map(TEXT_PARSERS[kind], values))
     if kind == "string":
         return [None if value in nulls else value for value in values]
@@ -205,9 +373,20 @@ def _is_boolean_text(value: str) -> bool:
     return value.lower() in ("true", "false")
 
 
+def _is_number_text(value: str) -> bool:
+    if _NUMBER_TEXT.match(value):
+        return float_holds(value, float(value))
+    return non_finite_spelling(value) is not None
+
+
+def _is_decimal_text(value: str) -> bool:
+    return bool(_NUMBER_TEXT.match(value)) or non_finite_spelling(value) is not None
+
+
 INFERENCE_ORDER: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("integer", _is_integer_text),
-    ("number", lambda value: bool(_NUMBER_TEXT.match(value))),
+    ("number", _is_number_text),
+    ("decimal", _is_decimal_text),
     ("boolean", _is_boolean_text),
     ("date", _is_date_text),
     ("timestamp", _is_timestamp_text),
@@ -220,6 +399,8 @@ def infer_text_type(values: Iterable[str], null_values: Iterable[str]) -> str:
     present = [value for value in values if value not in nulls]
     if not present:
         return "string"
+    if all(non_finite_spelling(value) for value in present):
+        return "string"  # "NaN" alone is a word; with other numbers it is a number
     for kind, test in INFERENCE_ORDER:
         if _fits(present, test):
             return kind
@@ -233,9 +414,11 @@ def json_type_of(value: Any) -> str | None:
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
-        return "integer"
+        return "integer" if INT64_MIN <= value <= INT64_MAX else "decimal"
     if isinstance(value, float):
         return "number"
+    if isinstance(value, Decimal):
+        return "decimal"
     if isinstance(value, str):
         return "string"
     if isinstance(value, date | datetime):
@@ -251,6 +434,8 @@ def merge_types(current: str | None, new: str | None) -> str | None:
         return current
     if {current, new} == {"integer", "number"}:
         return "number"
+    if {current, new} <= {"integer", "number", "decimal"}:
+        return "decimal"
     if "json" in (current, new):
         return "json"
     return "string"

@@ -19,7 +19,10 @@ from connectors.sdk.values import RowConverter, infer_text_type, json_type_of, m
         (["2024-05-01T10:00:00+02:00", "2024-05-01 10:00"], "timestamp"),
         (["2024-13-01"], "string"),
         (["", ""], "string"),
-        (["99999999999999999999"], "number"),  # past 64 bits: not an integer
+        (["99999999999999999999"], "decimal"),  # past 64 bits: kept exactly as a decimal
+        (["1e400", "2"], "decimal"),  # a float cannot hold 1e400
+        (["1.5", "NaN", "-inf"], "number"),
+        (["NaN"], "string"),
     ],
 )
 def test_inference(values, expected):
@@ -50,7 +53,7 @@ def test_converter_names_the_bad_value_and_keeps_the_good_rows():
 def test_integer_out_of_range_is_refused():
     converter = RowConverter([Column("id", "integer")], [""])
     _, bad = converter.convert([[str(2**64)]])
-    assert bad and "range" in bad[0].reason
+    assert bad and "beyond 64 bits: declare the column decimal" in bad[0].reason
 
 
 def test_json_types():
