@@ -214,7 +214,7 @@ class CsvExtractor(Extractor):
             for value in bad:
                 index = kept[value.row] if kept is not None else value.row
                 out.reject(value.reason, self._position_of(csv_file, index), raw=chunk[value.row])
-            out.write_rows(rows)
+            out.write_rows(rows, typed=True)  # the converter checked every value
             chunk = csv_file.chunk(size)
 
     def _drop_bad_widths(

@@ -307,7 +307,8 @@ class PostgresExtractor(Extractor):
                                      self.position()) from None
             if not chunk:
                 break
-            out.write_rows(self._convert(chunk, active, columns, self.rows_read, out))
+            rows = self._convert(chunk, active, columns, self.rows_read, out)
+            out.write_rows(rows, typed=True)  # int8 is 64 bits; numeric became text
             self.rows_read += len(chunk)
         cursor.close()
         self.connection.rollback()  # read-only: nothing to commit

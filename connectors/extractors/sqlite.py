@@ -136,6 +136,8 @@ def _as_timestamp(value: Any) -> str:
 def _as_json(value: Any) -> Any:
     if isinstance(value, str):
         return parse_json(value)  # numbers kept exactly, or a ValueError
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("JSON has no NaN or infinity")
     return value  # a number stored in a JSON column is a JSON number
 
 
@@ -264,7 +266,8 @@ class SqliteExtractor(Extractor):
         out.declare(columns)
         converters = [CONVERTERS[column.type] for column in columns]
         while chunk:
-            out.write_rows(self._convert(chunk, columns, converters, out))
+            # SQLite integers are 64 bits; each value is of its column's type once converted.
+            out.write_rows(self._convert(chunk, columns, converters, out), typed=True)
             self.rows_read += len(chunk)
             chunk = cursor.fetchmany(size)
 

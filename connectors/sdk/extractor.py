@@ -268,21 +268,24 @@ class RecordStream:
                 )
 
     # --- rows ---------------------------------------------------------------------------
-    def write_rows(self, rows: list[Any]) -> None:
-        """Positional rows over the declared columns, already typed."""
+    def write_rows(self, rows: list[Any], typed: bool = False) -> None:
+        """Positional rows over the declared columns. ``typed=True`` promises that every value
+        has its column's type (an int within 64 bits in an integer column, a float that holds
+        what the source wrote in a number column, text in a decimal one): then only NaN and
+        infinities are looked for. Otherwise every value is checked (connectors.sdk.wire)."""
         if not rows:
             return
         if self.schema is None:
             raise ConnectorError("write_rows() before declare()")
         first = self._rows_written
         self._rows_written += len(rows)
-        rows = self._exact_rows(self.source_columns, rows, first, self._positions)
+        rows = self._exact_rows(self.source_columns, rows, first, self._positions, typed)
         pending = self._pending
         if self._cursor is not None and self._cursor_index is not None:
             rows = self._cursor.track(rows, self._cursor_index, self._source_names)
         if self._plan is not None:
             rows = self._apply_transform(self._plan, rows)
-            rows = self._exact_rows(self.schema.columns, rows, None, None)
+            rows = self._exact_rows(self.schema.columns, rows, None, None, False)
         if not pending and len(rows) == self._target_rows:
             self._publish_rows(rows)
         else:
@@ -299,12 +302,13 @@ class RecordStream:
         rows: list[Any],
         first: int | None,
         positions: list[Position | None] | None,
+        typed: bool,
     ) -> list[Any]:
         """Rows as they travel (connectors.sdk.wire); a value that cannot travel exactly (an
         integer beyond 64 bits in an integer column, a NaN in a date...) is a bad record.
         ``first``: how many rows came before these; ``positions``: where each row was read."""
         given = rows
-        rows, bad = encode_rows(columns, rows)
+        rows, bad = encode_rows(columns, rows, typed)
         for index, reason in bad:
             if positions is not None and index < len(positions):
                 position = positions[index]

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MIN_EMIN, Decimal, InvalidOperation, localcontext
 from typing import Any
 
 import orjson
@@ -85,15 +85,29 @@ def non_finite_spelling(text: str) -> str | None:
 
 
 def float_holds(text: str, value: float) -> bool:
-    """True when ``value`` (float(text)) is the number ``text`` writes: its shortest repr
-    reads as the same decimal. ``1e400`` (infinite), ``1e-400`` (0.0) and numbers with more
-    digits than a double keeps are not held; a spelled NaN or Infinity is."""
+    """True when ``value`` (float(text)) is the number ``text`` writes, to the text's last
+    significant digit: ``0.1``, ``0.10000000000000001`` (C's %.17g) and
+    ``1.000000000000000056e-01`` (numpy) all are the double 0.1 rounded to their digits;
+    ``1e400`` (infinite), ``1e-400`` (0.0), ``9007199254740993`` and
+    ``0.1000000000000000000001`` are numbers a double cannot hold. A spelled NaN or Infinity
+    is held."""
     if not math.isfinite(value):
         return non_finite_spelling(text) is not None
     try:
-        return Decimal(text.strip().replace("_", "")) == Decimal(repr(value))
+        exact = Decimal(text.strip().replace("_", ""))
     except InvalidOperation:
         return False
+    if not exact.is_finite():
+        return False
+    if not exact:
+        return True  # 0 (a float holds zero; float(text) is 0.0 or -0.0)
+    last_digit = exact.normalize().as_tuple().exponent
+    assert isinstance(last_digit, int)
+    with localcontext() as context:
+        # Exact arithmetic: a double's expansion has at most ~1100 digits around the point.
+        context.prec = len(text) + 1200
+        context.Emax, context.Emin = MAX_EMAX, MIN_EMIN
+        return abs(exact - Decimal(value)) * 2 <= Decimal(1).scaleb(last_digit)
 
 
 def _maybe_not_held(text: str, value: float) -> bool:
@@ -107,7 +121,7 @@ def _maybe_not_held(text: str, value: float) -> bool:
 
 def parse_number(text: str) -> float:
     value = float(text)
-    if _maybe_not_held(text, value) and not float_holds(text, value):
+    if _maybe_not_held(text, value) and repr(value) != text and not float_holds(text, value):
         raise ValueError("a 64-bit float cannot hold it exactly: declare the column decimal")
     return value
 
@@ -134,9 +148,15 @@ def _number_column(values: Sequence[str]) -> list[float]:
         or "e" in joined
         or "E" in joined
     ):
-        for text, value in zip(values, converted, strict=True):
-            if not float_holds(text, value):
-                raise ValueError(f"{text!r} is not held exactly by a number")
+        # Text written as a float's shortest repr (what most tools write) is held: compare
+        # the whole column in C, and look closer only at values written otherwise.
+        spelled = tuple(map(repr, converted))
+        if spelled != tuple(values):
+            for text, value, again in zip(values, converted, spelled, strict=True):
+                if again != text and _maybe_not_held(text, value) and not float_holds(
+                    text, value
+                ):
+                    raise ValueError(f"{text!r} is not held exactly by a number")
     return converted
 
 
@@ -403,6 +423,8 @@ def infer_text_type(values: Iterable[str], null_values: Iterable[str]) -> str:
         return "string"  # "NaN" alone is a word; with other numbers it is a number
     for kind, test in INFERENCE_ORDER:
         if _fits(present, test):
+            if kind == "number" and _fits(present, _INTEGER_TEXT.match):
+                return "decimal"  # integers past 64 bits stay integral, exact
             return kind
     return "string"
 

@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -69,11 +70,14 @@ def _column_is_plain(kind: str, values: Sequence[Any]) -> bool:
     plain = _PLAIN.get(kind, _PLAIN_OTHER)
     if not kinds <= plain:
         return False
-    if float in kinds and not _finite_total(v for v in values if type(v) is float):
+    if float in kinds and not _finite_total(values):  # a TypeError (mixed types) says False
         return False
     if int in kinds:
-        integers = [v for v in values if type(v) is int]
-        if integers and not INT64_MIN <= min(integers) <= max(integers) <= INT64_MAX:
+        if kinds <= {int, _NONE}:
+            integers: Any = [v for v in values if v is not None] if _NONE in kinds else values
+        else:
+            integers = [v for v in values if type(v) is int]
+        if not INT64_MIN <= min(integers) <= max(integers) <= INT64_MAX:
             return False
     return True
 
@@ -139,18 +143,26 @@ def printable(value: Any) -> Any:
 
 
 def encode_rows(
-    columns: Sequence[Column], rows: list[Any]
+    columns: Sequence[Column], rows: list[Any], typed: bool = False
 ) -> tuple[list[Any], list[tuple[int, str]]]:
     """The rows as they travel, and (index, reason) of the rows that cannot travel exactly
-    (left out of the rows returned)."""
+    (left out of the rows returned). ``typed``: every value has its column's type already
+    (integers within 64 bits, floats that hold what the source wrote): only number columns
+    are looked at, for NaN and infinities."""
     if not rows or not columns:
         return rows, []
-    transposed = list(zip(*rows, strict=True))
-    work = [
-        index
-        for index, (column, values) in enumerate(zip(columns, transposed, strict=True))
-        if not _column_is_plain(column.type, values)
-    ]
+    if typed:
+        numbers = [i for i, column in enumerate(columns) if column.type == "number"]
+        if not numbers:
+            return rows, []
+        work = [i for i in numbers if not _finite_total(map(itemgetter(i), rows))]
+    else:
+        transposed = list(zip(*rows, strict=True))
+        work = [
+            index
+            for index, (column, values) in enumerate(zip(columns, transposed, strict=True))
+            if not _column_is_plain(column.type, values)
+        ]
     if not work:
         return rows, []
     out: list[Any] = []
