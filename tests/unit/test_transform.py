@@ -94,3 +94,13 @@ def test_a_value_that_cannot_be_cast_raises_for_the_record():
     p = plan({"cast": {"email": "integer"}})
     with pytest.raises(ValueError):
         p.apply_row([1, "not a number", 1.0, "GB", None])
+
+
+@pytest.mark.parametrize("text", ["1e400", "-1e999", "0.1000000000000000000001"])
+def test_a_cast_to_number_never_rounds_and_decimal_keeps_it(text):
+    with pytest.raises(ValueError, match="declare the column decimal"):
+        plan({"cast": {"email": "number"}}).apply_row([1, text, 1.0, "GB", None])
+    row = plan({"cast": {"email": "decimal"}}).apply_row([1, text, 1.0, "GB", None])
+    assert row[1] == text
+    with pytest.raises(ValueError, match="without losing digits"):
+        plan({"cast": {"id": "number"}}).apply_row([2**53 + 1, "x", 1.0, "GB", None])
