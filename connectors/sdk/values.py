@@ -180,13 +180,24 @@ def parse_json(text: str) -> Any:
 
 # --- JSON with exact numbers -----------------------------------------------------------------
 # Text where a number may be one that orjson cannot keep (it makes floats of integers beyond
-# 64 bits and rounds long fractions): long runs of digits, or an exponent.
-_MAYBE_INEXACT_TEXT = re.compile(r"[0-9][eE]|[0-9.]{16,}")
-_MAYBE_INEXACT_BYTES = re.compile(rb"[0-9][eE]|[0-9.]{16,}")
+# 64 bits, rounds fractions of more than 17 digits, refuses 1e400 and reads 1e-400 as 0.0):
+# a number (after ':', ',', '[' or at the start) of 19 or more digits and points, or with a
+# three-digit exponent. A float token of up to 17 significant digits is its nearest double
+# (JSON's own model of numbers), so Python's and JavaScript's floats take the fast path; and
+# strings rarely look like such numbers (a UUID's "0e8" does not).
+_MAYBE_INEXACT = r"(?:^|[:,\[])\s*-?(?:[0-9.]{19}|[0-9.]*[0-9][eE][-+]?[0-9]{3})"
+_MAYBE_INEXACT_TEXT = re.compile(_MAYBE_INEXACT)
+_MAYBE_INEXACT_BYTES = re.compile(_MAYBE_INEXACT.encode())
 
 
 def _exact_float(text: str) -> float | Decimal:
+    """A JSON number token: its nearest float when it has at most 17 significant digits and
+    is within a float's range (JSON's model of numbers), else the float only if it holds the
+    number exactly, else a Decimal."""
     value = float(text)
+    digits = text.lstrip("-").split("e")[0].split("E")[0].replace(".", "").strip("0")
+    if len(digits) <= 17 and math.isfinite(value) and (value != 0 or not digits):
+        return value
     return value if float_holds(text, value) else Decimal(text)
 
 
