@@ -181,13 +181,40 @@ def parse_json(text: str) -> Any:
 # --- JSON with exact numbers -----------------------------------------------------------------
 # Text where a number may be one that orjson cannot keep (it makes floats of integers beyond
 # 64 bits, rounds fractions of more than 17 digits, refuses 1e400 and reads 1e-400 as 0.0):
-# a number (after ':', ',', '[' or at the start) of 19 or more digits and points, or with a
-# three-digit exponent. A float token of up to 17 significant digits is its nearest double
-# (JSON's own model of numbers), so Python's and JavaScript's floats take the fast path; and
-# strings rarely look like such numbers (a UUID's "0e8" does not).
-_MAYBE_INEXACT = r"(?:^|[:,\[])\s*-?(?:[0-9.]{19}|[0-9.]*[0-9][eE][-+]?[0-9]{3})"
-_MAYBE_INEXACT_TEXT = re.compile(_MAYBE_INEXACT)
-_MAYBE_INEXACT_BYTES = re.compile(_MAYBE_INEXACT.encode())
+# 19 or more digits and points in a row, or a number with a three-digit exponent. A float
+# token of up to 17 significant digits is its nearest double (JSON's own model of numbers), so
+# Python's and JavaScript's floats take the fast path. The test runs in C: bytes.translate
+# maps digits and points to "0", e/E to "e", signs to "-", what may come before a number
+# (":", ",", "[", whitespace) to "x" and all else to " ", then looks for substrings.
+_SHAPES = bytes(
+    0x30 if chr(c) in "0123456789." else
+    0x65 if chr(c) in "eE" else
+    0x2D if chr(c) in "+-" else
+    0x78 if chr(c) in ":,[ \t\r\n" else
+    0x20
+    for c in range(256)
+)
+_LONG_RUN = b"0" * 19
+
+
+def _may_be_inexact(text: str | bytes) -> bool:
+    shapes = (text.encode() if isinstance(text, str) else text).translate(_SHAPES)
+    if _LONG_RUN in shapes:
+        return True
+    for exponent in (b"0e000", b"0e-000"):
+        at = shapes.find(exponent)
+        while at >= 0:
+            # A number only if its mantissa starts the text or follows a delimiter: "x0.5e400",
+            # not a UUID's "550e8400" (hex letters are " ").
+            start = at
+            while start > 0 and shapes[start - 1] == 0x30:
+                start -= 1
+            if start > 0 and shapes[start - 1] == 0x2D:
+                start -= 1
+            if start == 0 or shapes[start - 1] == 0x78:
+                return True
+            at = shapes.find(exponent, at + 1)
+    return False
 
 
 def _exact_float(text: str) -> float | Decimal:
@@ -219,13 +246,12 @@ def loads_exact(text: str | bytes) -> tuple[Any, bool]:
     cannot hold as Decimal. orjson parses (fast); the standard library again (slow, exact) only
     text that may hold such a number. Returns the value and whether the slow path ran (only
     then can it hold Decimal or integers beyond 64 bits). Raises orjson.JSONDecodeError."""
-    pattern = _MAYBE_INEXACT_BYTES if isinstance(text, bytes) else _MAYBE_INEXACT_TEXT
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         error: orjson.JSONDecodeError | None = exc  # 1e400 is infinite to orjson: try again
     else:
-        if not pattern.search(text):
+        if not _may_be_inexact(text):
             return value, False
         error = None
     try:
