@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from connectors.registry import ConnectorInfo
-from etlctl import catalog
+from etlctl import catalog, target_state
 from etlctl.broker import Broker, ConnectionQueues, redact_url, resolve_amqp_url
 from etlctl.errors import (
     CancelledError,
@@ -77,6 +77,8 @@ PROTOCOL_VERSION = 2
 # The start of a timed-out run's error: raise_for_run() turns such a run into exit code 7.
 TIMED_OUT = "the sync did not finish within"
 DEFAULT_TIMEOUT_SECONDS = 6 * 3600
+# Asking a loader for the state its target committed (only after a run that did not succeed).
+STATE_QUERY_SECONDS = 120
 EVENT_WAIT_SECONDS = 0.02
 CONTAINER_POLL_SECONDS = 0.1
 # Once a connector said it is done, its exit is a few milliseconds away: look often.
@@ -458,6 +460,7 @@ def run_sync(
     with connection_lock(store, connection.name), Broker.connect(amqp_url) as broker:
         remove_leftovers(store, connection.name, runtime, broker)
         sweep_run_files(store)
+        _take_the_targets_state(store, connection, loader, options)
         state = resumable_state(connection, store.read().get_state(connection.name))
         run = _record_new_run(
             store, connection, runtime.name, options.trigger, state, options.run_id
@@ -792,8 +795,10 @@ def _run_command(
     runtime_name: str,
     network: str,
     timeout: float,
+    sync: dict[str, Any] | None = None,
+    run: dict[str, str] | None = None,
 ) -> tuple[int, str, str]:
-    """Run a connector's one-shot command (check, discover) with its real config."""
+    """Run a connector's one-shot command (check, discover, state) with its real config."""
     runtime = get_runtime(runtime_name)
     runtime.preflight()
     runtime.ensure_image(side.image)  # the local runtime needs none
@@ -807,8 +812,8 @@ def _run_command(
             "connector_type": side.obj.type,
             "config": side.config,
             "state": None,
-            "sync": {"mode": "full_refresh"},
-            "run": {"id": command, "connection": "", "connection_id": ""},
+            "sync": sync or {"mode": "full_refresh"},
+            "run": {"id": command, "connection": "", "connection_id": "", **(run or {})},
             "broker": None,
             "batch": {},
             "rejects_path": None,
@@ -823,7 +828,7 @@ def _run_command(
             labels={
                 MANAGED_LABEL: "true",
                 STORE_LABEL: store.id,
-                CHECK_LABEL: name,
+                CHECK_LABEL: side.obj.name,
                 PID_LABEL: str(os.getpid()),  # gc removes it once this process is gone
             },
             mounts=tuple(mounts_for(side)),
@@ -885,3 +890,29 @@ def discover_source(
     except (orjson.JSONDecodeError, IndexError, KeyError, TypeError) as exc:
         raise SyncFailedError(f"source {name!r}: discover printed no stream list ({exc})") from None
     return streams
+
+
+def _take_the_targets_state(
+    store: Store, connection: Connection, loader: _Side, options: SyncOptions
+) -> None:
+    """After a run that did not end well the store may be behind the target: ask the loader
+    what its target committed, and take it when newer (etlctl/target_state.py)."""
+    if not target_state.worth_asking(store.read(), connection):
+        return
+    sync = {
+        "mode": connection.mode.value,
+        "cursor_field": connection.cursor_field,
+        "primary_key": connection.primary_key,
+    }
+    run = {"connection": connection.name, "connection_id": connection.id}
+    code, stdout, _ = _run_command(
+        store, loader, "state", options.runtime, options.network, STATE_QUERY_SECONDS, sync, run
+    )
+    try:
+        answer = orjson.loads(stdout.strip().splitlines()[-1]) if code == 0 else None
+    except (orjson.JSONDecodeError, IndexError):
+        answer = None
+    if not isinstance(answer, dict):
+        return  # the target cannot say (a custom image, unreachable): the store's state stands
+    with store.transaction() as view:
+        target_state.adopt(view, connection, answer)

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import orjson
 
-from connectors.sdk import ConfigError, ConnectorError, Loader, LoadMark
+from connectors.sdk import CommittedState, ConfigError, ConnectorError, Loader, LoadMark
 
 
 def fsync_directory(directory: Path) -> None:
@@ -45,6 +45,9 @@ class FileLoader(Loader):
         )
         self.handle: IO[bytes] | None = None
         self.resumed = False
+        # The last checkpoint committed to this file, per stream: {stream: {state, run_id}}
+        # (kept in the mark file across runs).
+        self.states: dict[str, dict[str, Any]] = {}
 
     # --- check --------------------------------------------------------------------------
     def check(self) -> None:
@@ -60,6 +63,8 @@ class FileLoader(Loader):
     def start(self) -> LoadMark:
         self.check()
         mark = self._read_mark()
+        if self._ours(mark) and isinstance(mark.get("states"), dict):
+            self.states = dict(mark["states"])
         if mark and mark.get("run_id") == self.context.run_id:
             if mark.get("finished"):
                 return LoadMark(mark["seq"], mark["records"])
@@ -70,7 +75,25 @@ class FileLoader(Loader):
             return LoadMark(mark["seq"], mark["records"])
         self._remove_stale_working_files()
         self.handle = open(self.working, "ab" if self.appends else "wb")  # noqa: SIM115
+        if self.appends and self._ours(mark) and mark.get("offset"):
+            # A run of this connection crashed after its last commit (or before its first):
+            # what it appended beyond the last commit is covered by no saved state, and
+            # will be read again.
+            size = self.handle.seek(0, os.SEEK_END)
+            if size > mark["offset"]:
+                self.handle.truncate(mark["offset"])
         return LoadMark()
+
+    def committed_state(self) -> CommittedState:
+        mark = self._read_mark()
+        if not self._ours(mark) or not isinstance(mark.get("states"), dict):
+            return CommittedState({})
+        return CommittedState(mark["states"])
+
+    def _ours(self, mark: dict[str, Any] | None) -> bool:
+        """The mark file was written by this connection (a version that kept its id)."""
+        connection_id = self.context.connection_id
+        return bool(mark and connection_id and mark.get("connection_id") == connection_id)
 
     def begin(self, schema: Any) -> None:
         if not self.resumed:
@@ -98,11 +121,12 @@ class FileLoader(Loader):
         handle = self._handle()
         handle.flush()
         os.fsync(handle.fileno())
+        size = handle.tell()
         handle.close()
         self.handle = None
         if not self.appends:
             self.finish_file()
-        self._write_mark(mark, offset=0, finished=True)
+        self._write_mark(mark, offset=size if self.appends else 0, finished=True)
 
     def finish_file(self) -> None:
         """Put the working file in place of the target (dedup rewrites it first)."""
@@ -129,12 +153,17 @@ class FileLoader(Loader):
             return None
 
     def _write_mark(self, mark: LoadMark, offset: int, finished: bool) -> None:
+        if self.keeps_state(mark):
+            self.states[mark.stream] = {"state": mark.state, "run_id": self.context.run_id}
         document = {
             "run_id": self.context.run_id,
             "seq": mark.seq,
             "records": mark.records,
             "offset": offset,
             "finished": finished,
+            # The mark is written after the data's fsync: the state it names is committed.
+            "connection_id": self.context.connection_id,
+            "states": self.states,
         }
         temporary = self.mark_path.with_suffix(".tmp")
         with open(temporary, "wb") as out:

@@ -29,7 +29,15 @@ from psycopg import sql
 
 from connectors.extractors.postgres import connect
 from connectors.loaders.pg_copy_text import format_batch
-from connectors.sdk import Column, ConfigError, ConnectorError, Loader, LoadMark, Schema
+from connectors.sdk import (
+    Column,
+    CommittedState,
+    ConfigError,
+    ConnectorError,
+    Loader,
+    LoadMark,
+    Schema,
+)
 from connectors.sdk.loader import STREAM_PLACEHOLDER, table_for
 
 SQL_TYPES = {
@@ -46,6 +54,8 @@ SQL_TYPES = {
 # Existing column types that would round values of a source column type (silently).
 ROUNDING_TYPES = {"decimal": {"float4", "float8"}, "number": {"float4"}}
 LOADS_TABLE = "_etlctl_loads"
+# The last checkpoint committed per connection id (and stream), in the transaction of its rows.
+STATE_TABLE = "_etlctl_state"
 STAGING_PREFIX = "_etlctl_staging_"
 BATCH_TABLE = "_etlctl_batch"
 ORDINAL = "_etlctl_ord"
@@ -109,6 +119,15 @@ class PostgresLoader(Loader):
                 "loaded_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (connection, run_id))"
             ).format(self._name(LOADS_TABLE))
         )
+        if not self.full_refresh:
+            db.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (connection_id TEXT NOT NULL, "
+                    "stream TEXT NOT NULL, state TEXT NOT NULL, run_id TEXT NOT NULL, "
+                    "committed_at TIMESTAMPTZ NOT NULL DEFAULT now(), "
+                    "PRIMARY KEY (connection_id, stream))"
+                ).format(self._name(STATE_TABLE))
+            )
         db.commit()
         found = db.execute(
             sql.SQL("SELECT last_seq, records FROM {} WHERE connection = %s AND run_id = %s")
@@ -372,6 +391,32 @@ class PostgresLoader(Loader):
                 "records = EXCLUDED.records, loaded_at = now()"
             ).format(self._name(LOADS_TABLE)),
             [self.load_name, self.context.run_id, mark.seq, mark.records],
+        )
+        if self.keeps_state(mark):
+            # The checkpoint, in the transaction of the rows it covers (see committed_state).
+            self._db().execute(
+                sql.SQL(
+                    "INSERT INTO {} (connection_id, stream, state, run_id) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (connection_id, stream) DO UPDATE SET "
+                    "state = EXCLUDED.state, run_id = EXCLUDED.run_id, committed_at = now()"
+                ).format(self._name(STATE_TABLE)),
+                [self.context.connection_id, mark.stream, orjson.dumps(mark.state).decode(),
+                 self.context.run_id],
+            )
+
+    def committed_state(self) -> CommittedState:
+        with connect(self.config) as db:
+            table = self._name(STATE_TABLE).as_string(db)
+            if db.execute("SELECT to_regclass(%s)", [table]).fetchone()[0] is None:
+                return CommittedState({})
+            rows = db.execute(
+                sql.SQL("SELECT stream, state, run_id FROM {} WHERE connection_id = %s")
+                .format(self._name(STATE_TABLE)),
+                [self.context.connection_id],
+            ).fetchall()
+        return CommittedState(
+            {stream: {"state": orjson.loads(state), "run_id": run_id}
+             for stream, state, run_id in rows}
         )
 
     # --- rows --------------------------------------------------------------------------------

@@ -27,7 +27,15 @@ from typing import Any
 import apsw
 import orjson
 
-from connectors.sdk import Column, ConfigError, ConnectorError, Loader, LoadMark, Schema
+from connectors.sdk import (
+    Column,
+    CommittedState,
+    ConfigError,
+    ConnectorError,
+    Loader,
+    LoadMark,
+    Schema,
+)
 from connectors.sdk.loader import STREAM_PLACEHOLDER, table_for
 
 SQL_TYPES = {
@@ -47,6 +55,8 @@ SQL_TYPES = {
 }
 ALL_NON_FINITE = frozenset({"NaN", "Infinity", "-Infinity"})
 LOADS_TABLE = "_etlctl_loads"
+# The last checkpoint committed per connection id (and stream), in the transaction of its rows.
+STATE_TABLE = "_etlctl_state"
 # What apsw raises for a row it cannot store: a value it cannot bind (TypeError: a dict in a
 # non-JSON column), an integer beyond 64 bits, a constraint of an existing table.
 UNSTORABLE = (TypeError, OverflowError, apsw.ConstraintError, apsw.MismatchError)
@@ -277,12 +287,53 @@ class SqliteLoader(Loader):
         return db
 
     def _record_mark(self, mark: LoadMark) -> None:
-        self._db().execute(
+        db = self._db()
+        db.execute(
             f"INSERT INTO {LOADS_TABLE} (connection, run_id, last_seq, records) "
             "VALUES (?, ?, ?, ?) ON CONFLICT (connection, run_id) DO UPDATE SET "
             "last_seq = excluded.last_seq, records = excluded.records, "
             "loaded_at = CURRENT_TIMESTAMP",
             (self.load_name, self.context.run_id, mark.seq, mark.records),
+        )
+        if self.keeps_state(mark):
+            # The checkpoint, in the transaction of the rows it covers (see committed_state).
+            db.execute(
+                f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (connection_id TEXT NOT NULL, "
+                "stream TEXT NOT NULL, state TEXT NOT NULL, run_id TEXT NOT NULL, "
+                "committed_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, "
+                "PRIMARY KEY (connection_id, stream))"
+            )
+            db.execute(
+                f"INSERT INTO {STATE_TABLE} (connection_id, stream, state, run_id) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (connection_id, stream) DO UPDATE SET "
+                "state = excluded.state, run_id = excluded.run_id, "
+                "committed_at = CURRENT_TIMESTAMP",
+                (self.context.connection_id, mark.stream, orjson.dumps(mark.state).decode(),
+                 self.context.run_id),
+            )
+
+    def committed_state(self) -> CommittedState:
+        if not os.path.exists(self.path):
+            return CommittedState({})
+        try:
+            db = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READONLY)
+            db.setbusytimeout(BUSY_TIMEOUT_MS)
+            try:
+                found = db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                    (STATE_TABLE,),
+                ).fetchall()
+                rows = db.execute(
+                    f"SELECT stream, state, run_id FROM {STATE_TABLE} WHERE connection_id = ?",
+                    (self.context.connection_id,),
+                ).fetchall() if found else []
+            finally:
+                db.close()
+        except apsw.Error as exc:
+            raise ConnectorError(f"cannot read the committed state in {self.path}: {exc}") from None
+        return CommittedState(
+            {stream: {"state": orjson.loads(state), "run_id": run_id}
+             for stream, state, run_id in rows}
         )
 
     def _existing_columns(self, table: str) -> list[str]:

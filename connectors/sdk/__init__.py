@@ -9,11 +9,12 @@ protocol of docs/connector-protocol.md for you. See docs/connectors.md.
 from connectors.sdk.context import RunContext
 from connectors.sdk.errors import ConfigError, ConnectorError, ProtocolError, RecordError
 from connectors.sdk.extractor import Extractor, ReadProgress, RecordStream
-from connectors.sdk.loader import Loader, LoadMark
+from connectors.sdk.loader import CommittedState, Loader, LoadMark
 from connectors.sdk.protocol import Column, Schema, StreamInfo
 
 __all__ = [
     "Column",
+    "CommittedState",
     "ConfigError",
     "ConnectorError",
     "Extractor",

@@ -28,6 +28,7 @@ class RunContext:
     streams: tuple[StreamSelection, ...] = ()
     stream_states: dict[str, dict[str, Any]] = field(default_factory=dict)
     global_state: dict[str, Any] | None = None
+    connection_id: str = ""
 
     @classmethod
     def from_run_file(cls, run: RunFile) -> RunContext:
@@ -41,6 +42,7 @@ class RunContext:
             streams=run.streams,
             stream_states=run.stream_states,
             global_state=run.global_state,
+            connection_id=run.connection_id,
         )
 
     def selects(self, stream: str) -> bool:

@@ -34,7 +34,14 @@ from connectors.sdk.rejects import Rejects
 from connectors.sdk.wire import SPECIAL_MARKERS, decode_rows
 
 log = logging.getLogger("connectors.loader")
-__all__ = ["CRASH_AFTER_COMMIT_ENV", "CRASH_EXIT_CODE", "LoadEngine", "LoadMark", "Loader"]
+__all__ = [
+    "CRASH_AFTER_COMMIT_ENV",
+    "CRASH_EXIT_CODE",
+    "CommittedState",
+    "LoadEngine",
+    "LoadMark",
+    "Loader",
+]
 
 PROGRESS_INTERVAL_SECONDS = 1.0
 IDLE_SECONDS = 1.0
@@ -79,10 +86,26 @@ class BatchRejects:
 
 @dataclass(frozen=True)
 class LoadMark:
-    """What a loader has committed of this run: the last message and the records up to it."""
+    """What a loader has committed of this run: the last message and the records up to it,
+    and the checkpoint state this commit completes (None: none, at this commit).
+
+    A loader that stores ``state`` with the rows, in the same transaction, keyed by the
+    connection id, lets etlctl take the target's word over its own store after a crash
+    (``committed_state``): the store is a cache of the target's checkpoint.
+    """
 
     seq: int = 0
     records: int = 0
+    state: dict[str, Any] | None = None
+    stream: str = ""  # whose state it is
+
+
+@dataclass(frozen=True)
+class CommittedState:
+    """The last checkpoint state a target committed for a connection, per stream:
+    ``{stream: {"state": {...}, "run_id": "..."}}`` (empty: none)."""
+
+    streams: dict[str, dict[str, Any]]
 
 
 class Loader:
@@ -170,6 +193,19 @@ class Loader:
     def finish(self, mark: LoadMark) -> None:
         """END, once streams are finished: commit the rest."""
         self.commit(mark)
+
+    def committed_state(self) -> CommittedState:
+        """The state this target committed for ``context.connection_id`` (the ``state``
+        command), read without changing anything. Loaders that do not keep it say so."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep the committed state")
+
+    def keeps_state(self, mark: LoadMark) -> bool:
+        """Whether ``mark``'s state is to be stored with this commit."""
+        return (
+            mark.state is not None
+            and bool(self.context.connection_id)
+            and self.context.sync.mode != "full_refresh"
+        )
 
     def close(self, failed: bool) -> None:
         """Release the target; on failure drop what was not committed."""
@@ -383,13 +419,18 @@ class LoadEngine:
         rejects.kept = [index for index in range(len(rows)) if index not in refused]
         return decoded
 
-    def _mark(self) -> LoadMark:
-        return LoadMark(seq=self._last_seq, records=self.received)
+    def _mark(self, checkpoint: dict[str, Any] | None = None) -> LoadMark:
+        """What is committed now; with the state of the CHECKPOINT (or END) it completes."""
+        state = (checkpoint or {}).get("state")
+        if not isinstance(state, dict):
+            return LoadMark(seq=self._last_seq, records=self.received)
+        return LoadMark(seq=self._last_seq, records=self.received, state=state,
+                        stream=self._stream_of(checkpoint or {}))
 
     def _commit(self, checkpoint: dict[str, Any] | None = None) -> None:
         """Commit, then report the ``checkpoint``'s state (if any), then acknowledge: in this
         order only, so that nothing acknowledged or reported is uncommitted."""
-        mark = self._mark()
+        mark = self._mark(checkpoint)
         self._faults.crash("before_commit")
         self.loader.commit(mark)
         self._committed_through(mark, checkpoint)
@@ -440,7 +481,7 @@ class LoadEngine:
             if len(self._writers) > 1:
                 rejected = f"stream {stream!r}: {rejected or 'the source yielded no records'}"
             refuse_empty_refresh(self._writers[stream].context.sync, 0, rejected)
-        mark = self._mark()
+        mark = self._mark(body)
         self._faults.crash("before_finish")
         for stream, writer in self._writers.items():
             if stream in empty:

@@ -148,6 +148,8 @@ class RunFile:
     stream_states: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the optional part of the state that belongs to no single stream
     global_state: dict[str, Any] | None = None
+    #: the connection's id: what a loader keys the state it commits in the target by
+    connection_id: str = ""
 
     def __repr__(self) -> str:  # config holds secrets: never print it
         return f"RunFile(role={self.role!r}, type={self.connector_type!r}, run={self.run_id!r})"
@@ -262,6 +264,7 @@ def parse_run_file(data: Any) -> RunFile:
         sync=_sync_settings(data.get("sync") or {}),
         run_id=str(run.get("id") or "run"),
         connection=str(run.get("connection") or ""),
+        connection_id=str(run.get("connection_id") or ""),
         broker=broker,
         batch=_batch_limits(data.get("batch") or {}),
         rejects_path=data.get("rejects_path"),

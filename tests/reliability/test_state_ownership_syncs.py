@@ -5,6 +5,8 @@ target checked exactly: count and count distinct.
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from pg_support import pg_database  # noqa: F401  (a fixture)
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 ROWS = 20_000
+ORPHAN_ROWS = 200_000  # with 100-record batches: a sync long enough to kill in the middle
 SLOW = ("--batch-size", "100")
 
 
@@ -88,6 +91,11 @@ def _write_days_csv(path, days: dict[str, int], start: int = 1) -> int:
 def _add_target(etl: Etl, name: str, kind: str, request) -> tuple[str, object]:
     if kind == "sqlite":
         return "sqlite", etl.sqlite_loader(name, table="items")
+    if kind == "jsonl":
+        path = etl.tmp / "out" / f"{name}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        etl("loader", "add", name, "--type", "jsonl", "--config", f"path={path}")
+        return "jsonl", path
     pg = request.getfixturevalue("pg_database")
     config = pg.config(table=f"items_{name.replace('-', '_')}")
     etl("loader", "add", name, "--type", "postgres",
@@ -98,6 +106,9 @@ def _add_target(etl: Etl, name: str, kind: str, request) -> tuple[str, object]:
 def _target_counts(kind: str, target) -> tuple[int, int]:
     if kind == "sqlite":
         return _count_and_distinct(target)
+    if kind == "jsonl":
+        ids = [json.loads(line)["id"] for line in target.read_text().splitlines()]
+        return len(ids), len(set(ids))
     pg, table = target
     return pg.rows(f"SELECT count(*), count(DISTINCT id) FROM {table}")[0]
 
@@ -149,4 +160,36 @@ def test_a_text_cursor_that_does_not_sort_as_dates_is_refused_with_the_fix(etl: 
     assert etl.state(name) is None
     assert not target.exists() or sqlite_rows(
         target, "SELECT count(*) FROM sqlite_master WHERE name = 'items'") == [(0,)]
+    assert_nothing_left(name)
+
+
+# --- (b) a SIGKILLed etlctl whose containers finished the load ------------------------------
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "jsonl"])
+def test_after_a_sigkilled_etlctl_the_targets_committed_state_wins(
+    etl: Etl, kind: str, request
+) -> None:
+    name = unique(f"orphan-{kind[:2]}")
+    etl.sqlite_source(f"{name}-src", ORPHAN_ROWS)
+    kind, target = _add_target(etl, f"{name}-dst", kind, request)
+    etl.connection(name, f"{name}-src", f"{name}-dst",
+                   "--mode", "incremental", "--cursor-field", "updated_at")  # no key
+    process = etl.start("sync", name, "--json", *SLOW)
+    wait_until(lambda: etl.runs(name) and etl.last_run(name).records_loaded > 0, 120,
+               "a first checkpoint")
+    process.send_signal(signal.SIGKILL)  # etlctl dies; its containers go on
+    process.wait(30)
+    wait_until(lambda: not connector_containers(name, "loader"), 240,
+               "the orphaned loader to finish the load", step=0.5)
+    assert _target_counts(kind, target) == (ORPHAN_ROWS,) * 2  # the orphans loaded it all...
+    stale = etl.state(name)
+    assert stale is not None and stale["cursor"] < "2024-05-01T00:49:00"  # ...unheard of
+
+    etl.sync(name)  # asks the target, which committed the whole increment: nothing again
+    assert _target_counts(kind, target) == (ORPHAN_ROWS, ORPHAN_ROWS)
+    assert etl.last_run(name).records_loaded == 0
+    # It started from the orphaned run's final state, taken from the target.
+    (before,) = etl.last_run(name).state_before["streams"].values()
+    assert before["cursor"] == "2024-05-01T00:49:00"
+    etl.sync(name)
+    assert _target_counts(kind, target) == (ORPHAN_ROWS, ORPHAN_ROWS)
     assert_nothing_left(name)
