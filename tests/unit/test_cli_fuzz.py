@@ -2,9 +2,9 @@
 holds, etlctl answers with one error line and a documented exit code, never a traceback and
 never an internal error; an input it refuses changes nothing in the store.
 
-Commands that start containers, contact services, send alerts or serve (sync, check, gc,
-images, serve, doctor, alerts) are left out: their argument parsing is the same typer code,
-their work is not parsing (and must not send anything to a generated address).
+Commands that start containers, contact services, send alerts or serve (sync, check,
+discover, gc, images, serve, doctor, alerts) are left out: their argument parsing is the same
+typer code, their work is not parsing (and must not send anything to a generated address).
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ from etlctl.store import Store
 # unreadable, 6 service unavailable, 7 timeout, 130 cancelled. Parsing never runs a sync: 1
 # here is the catch-all for a bug.
 PARSING_EXITS = {0, 2, 3, 4, 5}
-SKIPPED = ("sync", "gc", "serve", "doctor", "images", "source check", "loader check", "alerts")
+SKIPPED = (
+    "sync", "gc", "serve", "doctor", "images", "source check", "loader check",
+    "source discover", "alerts",
+)
 CONNECTOR_TYPES = ["csv", "jsonl", "http", "sqlite", "postgres", "amqp", "nope"]
 
 runner = CliRunner()
