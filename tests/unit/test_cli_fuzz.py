@@ -9,9 +9,11 @@ typer code, their work is not parsing (and must not send anything to a generated
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -130,6 +132,7 @@ def command_lines(draw: st.DrawFn, path: tuple[str, ...]) -> list[str]:
 def _workspace() -> tuple[Path, Path]:
     """A throwaway store holding a source, a loader and a connection, and odd files."""
     directory = Path(tempfile.mkdtemp(prefix="etlctl-fuzz-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
     store = directory / "store.json"
     for args in (
         ["source", "add", "users", "--type", "csv", "--config", f"path={directory}/u.csv"],
@@ -233,8 +236,11 @@ config_payloads = st.one_of(
 def test_no_config_ends_in_a_traceback_and_a_refused_one_changes_nothing(
     kind: str, connector_type: str, payload: tuple[str, object], pairs: list[str]
 ) -> None:
-    directory = Path(tempfile.mkdtemp(prefix="etlctl-fuzz-config-"))
-    config = _config_file(directory, *payload)
+    with tempfile.TemporaryDirectory(prefix="etlctl-fuzz-config-") as directory:
+        _add_fuzzed(kind, connector_type, _config_file(Path(directory), *payload), pairs)
+
+
+def _add_fuzzed(kind: str, connector_type: str, config: Path, pairs: list[str]) -> None:
     before = STORE.read_bytes()
     args = [kind, "add", "fuzzed", "--type", connector_type, "--config-file", str(config)]
     for pair in pairs:
