@@ -188,8 +188,10 @@ def test_two_syncs_writing_one_sqlite_file_at_once_both_complete(etl: Etl, mode:
         etl.connection(f"{name}-{side}", f"{name}-{side}-src", f"{name}-{side}-dst", *options)
     syncs = [etl.start("sync", f"{name}-{side}", "--json", "--batch-size", "500")
              for side in sides]
-    for side, process in zip(sides, syncs, strict=True):
-        out, err = process.communicate(timeout=300)
+    # Both end before anything is judged: a sync killed by the fixture's cleanup would leave
+    # its containers behind.
+    outputs = [process.communicate(timeout=300) for process in syncs]
+    for side, process, (out, err) in zip(sides, syncs, outputs, strict=True):
         assert process.returncode == 0, (side, err)
         assert run_json(subprocess.CompletedProcess([], 0, out, err))["records_loaded"] == rows
     for side in sides:
