@@ -3,8 +3,10 @@ become responses (as etlctl.cli.main is for the CLI)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -47,6 +49,17 @@ ERROR_TYPE_OF_STATUS = {
 EXIT_CODE_OF_STATUS = {404: 3, 409: 4, 422: 2, 400: 2, 405: 2, 401: 2, 403: 2}
 
 
+class TextSafeJSONResponse(JSONResponse):
+    """JSON whatever text it carries: a lone surrogate (from a YAML escape such as "\\ud800" or
+    a file name that is not UTF-8) goes out as its JSON escape instead of failing the whole
+    response with a UnicodeEncodeError. json.dumps has already escaped every backslash of the
+    text, so the one backslashreplace adds always starts a well-formed escape."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
+
+
 def error_response(status: int, message: str, hint: str | None, exit_code: int) -> JSONResponse:
     body = {
         "error": {
@@ -56,7 +69,7 @@ def error_response(status: int, message: str, hint: str | None, exit_code: int) 
             "exit_code": exit_code,
         }
     }
-    return JSONResponse(body, status_code=status)
+    return TextSafeJSONResponse(body, status_code=status)
 
 
 def _field_errors(exc: RequestValidationError) -> str:
@@ -76,6 +89,7 @@ def create_app(store: Store, token: str, *, no_crontab: bool = False, secure_coo
         "on the same store. Every call needs `Authorization: Bearer TOKEN` "
         "(`etlctl serve --show-token`).",
         openapi_url="/api/openapi.json",
+        default_response_class=TextSafeJSONResponse,
         docs_url=None,  # Swagger UI loads its files from a CDN; the OpenAPI document is enough
         redoc_url=None,
         responses={

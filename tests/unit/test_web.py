@@ -4,6 +4,7 @@ process is tested in tests/integration/test_serve_*.py."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -257,3 +258,31 @@ def test_a_connection_s_alert_is_set_from_its_page_with_the_header_masked(store_
         assert "has no value" in browser.get("/connections/c").text
         browser.post("/connections/c/alert", data={"csrf": csrf, "webhook": "", "command": ""})
         assert alerts.rules(store.read()) == []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    key=st.text(
+        st.characters() | st.characters(categories=["Cs"]),  # lone surrogates too
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_a_manifest_of_any_text_gets_a_json_answer(client, key):
+    """A YAML escape can make any code point, a lone surrogate too; its echo in an error once
+    failed the response itself (UnicodeEncodeError, a 500 with no body)."""
+    body = f"{json.dumps(key)}: 1\n"  # a YAML double-quoted key, \u escapes and all
+    response = client.post(
+        "/api/v1/diff", content=body.encode(), headers={"Content-Type": "text/plain"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["exit_code"] == 2
+
+
+def test_a_lone_surrogate_in_an_error_goes_out_as_its_json_escape(client):
+    response = client.post(
+        "/api/v1/diff", content=b'"\\ud800": 1\n', headers={"Content-Type": "text/plain"}
+    )
+    assert response.status_code == 422
+    assert "\\ud800: unknown field" in response.text
+    assert "\ud800: unknown field" in response.json()["error"]["message"]
