@@ -27,6 +27,7 @@ import psycopg
 import psycopg.types.json
 from psycopg import sql
 
+from connectors.extractors.sql_tables import CURSOR_TYPES, QUERY_STREAM, selected_tables
 from connectors.sdk import (
     Column,
     ConfigError,
@@ -179,9 +180,6 @@ def converter_for(type_oid: int, is_array: bool) -> Converter | None:
     return CONVERTERS[TYPE_OIDS[type_oid]]
 
 
-QUERY_STREAM = "query"
-ALL_TABLES = "*"
-CURSOR_TYPES = frozenset({"integer", "number", "date", "timestamp", "string"})
 
 
 class PostgresExtractor(Extractor):
@@ -210,19 +208,15 @@ class PostgresExtractor(Extractor):
     # --- streams -----------------------------------------------------------------------------
     def _table_names(self, connection: psycopg.Connection[Any]) -> list[str]:
         """The tables this source reads ([] for a query), as the config names them."""
-        if self.config.get("table"):
-            return [self.config["table"]]
-        wanted = self.config.get("tables")
-        if not wanted:
-            return []
-        if ALL_TABLES in wanted:
+        def every_table() -> list[str]:
             rows = connection.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
                 "AND table_name NOT LIKE '\\_etlctl\\_%%' ORDER BY table_name",
                 [self.config["schema"]],
             ).fetchall()
             return [row[0] for row in rows]
-        return list(wanted)
+
+        return selected_tables(self.config, every_table)
 
     def streams(self) -> list[StreamInfo]:
         with connect(self.config) as connection:

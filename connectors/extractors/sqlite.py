@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from connectors.extractors.sql_tables import CURSOR_TYPES, QUERY_STREAM, selected_tables
 from connectors.sdk import (
     Column,
     ConfigError,
@@ -42,10 +43,6 @@ Converter = Callable[[Any], Any]
 # count(*) of what a sync reads, for the percentage shown: given up past this (a huge table,
 # a slow query), and the user sees counters without a percentage.
 COUNT_BUDGET_SECONDS = 0.5
-QUERY_STREAM = "query"
-ALL_TABLES = "*"
-# Column types a cursor can be: values that grow with new or changed rows.
-CURSOR_TYPES = frozenset({"integer", "number", "date", "timestamp", "string"})
 
 
 def quote(identifier: str) -> str:
@@ -192,19 +189,15 @@ class SqliteExtractor(Extractor):
     # --- streams -----------------------------------------------------------------------------
     def _table_names(self, db: sqlite3.Connection) -> list[str]:
         """The tables this source reads ([] for a query), as the config names them."""
-        if self.config.get("table"):
-            return [self.config["table"]]
-        wanted = self.config.get("tables")
-        if not wanted:
-            return []
-        if ALL_TABLES in wanted:
+        def every_table() -> list[str]:
             rows = db.execute(
                 "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT "
                 "LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_etlctl\\_%' ESCAPE '\\' "
                 "ORDER BY name"
             ).fetchall()
             return [row[0] for row in rows]
-        return list(wanted)
+
+        return selected_tables(self.config, every_table)
 
     def streams(self) -> list[StreamInfo]:
         db = self._connect()
