@@ -21,6 +21,7 @@ from typing import Any
 from etlctl import catalog, scheduler, settings
 from etlctl.broker import Broker, ConnectionQueues, redact_url, resolve_amqp_url
 from etlctl.errors import EtlctlError, ServiceUnavailableError
+from etlctl.leftovers import process_alive
 from etlctl.models import RunStatus
 from etlctl.paths import logs_dir
 from etlctl.store import RUNS_KEPT_PER_CONNECTION, Store, StoreView
@@ -167,7 +168,7 @@ def check_store(store: Store) -> Iterator[Finding]:
         yield warning("store", f"{summary}: large, every command reads it whole")
     else:
         yield ok("store", summary)
-    stale = [run for run in runs if run.status is RunStatus.RUNNING and not _alive(run.pid)]
+    stale = [run for run in runs if run.status is RunStatus.RUNNING and not process_alive(run.pid)]
     if stale:
         yield warning(
             "store",
@@ -175,18 +176,6 @@ def check_store(store: Store) -> Iterator[Finding]:
             f"({', '.join(run.id for run in stale[:3])})",
             "etlctl gc",
         )
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _size(size: float) -> str:
@@ -346,7 +335,7 @@ def _leftover_queues(store: Store, view: StoreView | None, broker: Broker) -> It
         return
     left: list[str] = []
     syncing = {
-        run.connection for run in view.list_runs(status=RunStatus.RUNNING) if _alive(run.pid)
+        run.connection for run in view.list_runs(status=RunStatus.RUNNING) if process_alive(run.pid)
     }
     for connection in view.connections():
         if connection.name in syncing:

@@ -65,7 +65,11 @@ def new_check_files_dir(store: Store) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{CHECK_DIR_PREFIX}{os.getpid()}-", dir=root))
 
 
-def _pid_alive(pid: int) -> bool:
+def process_alive(pid: int | None) -> bool:
+    """Whether a process of this pid runs (one of another user counts: it cannot be signalled,
+    but it is there)."""
+    if not pid:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -91,7 +95,7 @@ def sweep_run_files(store: Store) -> list[str]:
     for entry in entries:
         if entry.name.startswith(CHECK_DIR_PREFIX):
             pid = _check_pid(entry.name)
-            if pid is not None and _pid_alive(pid):
+            if pid is not None and process_alive(pid):
                 continue
         else:
             run = view.find_run(entry.name)
@@ -281,7 +285,7 @@ def _remove_dead_checks(store: Store, runtime: Runtime) -> list[str]:
         if CHECK_LABEL not in labels:
             continue
         pid = labels.get(PID_LABEL, "")
-        if pid.isdigit() and _pid_alive(int(pid)):
+        if pid.isdigit() and process_alive(int(pid)):
             continue
         wanted = {MANAGED_LABEL: "true", STORE_LABEL: store.id, CHECK_LABEL: labels[CHECK_LABEL]}
         if pid:

@@ -16,6 +16,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from etlctl.leftovers import process_alive
+
 STATE_FILE = Path("/tmp/etlctl-test-swarm.json")
 LOCK_FILE = Path("/tmp/etlctl-test-swarm.lock")
 
@@ -27,16 +29,6 @@ def swarm_state() -> str:
     ).stdout.strip()  # fmt: skip
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def _locked_state() -> Iterator[dict]:
     with LOCK_FILE.open("a") as lock:
@@ -46,7 +38,7 @@ def _locked_state() -> Iterator[dict]:
         except ValueError:
             state = {}
         state.setdefault("created", False)
-        state["users"] = [pid for pid in state.get("users", []) if _alive(pid)]
+        state["users"] = [pid for pid in state.get("users", []) if process_alive(pid)]
         yield state
         STATE_FILE.write_text(json.dumps(state))
 
